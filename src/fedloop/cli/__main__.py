@@ -1,0 +1,5 @@
+"""``python -m fedloop.cli``."""
+
+from fedloop.cli.app import main
+
+main()

@@ -1,0 +1,111 @@
+"""The ``fedloop`` command: global options, sub-commands and error rendering."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from fedloop import __version__
+from fedloop.cli import audit, config, models, runs, store
+from fedloop.cli._context import CliState, state, stderr
+from fedloop.core import FedloopError
+
+app = typer.Typer(
+    name="fedloop",
+    help="fedloop: train across nodes, register, serve, watch for drift, retrain — one closed loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
+app.add_typer(audit.app, name="audit")
+app.add_typer(store.app, name="store")
+app.add_typer(config.app, name="config")
+
+#: Scenario flows, imported by name only when run (the scenarios layer sits above the CLI).
+SCENARIOS = {"quickstart": "fedloop.scenarios.fraud.quickstart:run"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config_file: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Config file (default: ./fedloop.toml if present).",
+        envvar="FEDLOOP_CONFIG",
+    ),
+    store_url: str | None = typer.Option(
+        None, "--store-url", help="Metadata store URL (overrides store.url)."
+    ),
+    artifacts_url: str | None = typer.Option(
+        None, "--artifacts-url", help="Artifact store URL (overrides store.artifacts_url)."
+    ),
+    project: str | None = typer.Option(
+        None, "--project", help="Project name (overrides project.name)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Global options; every command reads the same resolved config."""
+    cli_state = state(ctx)
+    cli_state.config_file = config_file
+    cli_state.overrides = {
+        "store.url": store_url,
+        "store.artifacts_url": artifacts_url,
+        "project.name": project,
+    }
+    ctx.call_on_close(cli_state.close)
+
+
+@app.command("quickstart")
+def quickstart(
+    ctx: typer.Context,
+    rows: int = typer.Option(
+        40_000, "--rows", min=2_000, max=2_000_000, help="Synthetic transactions."
+    ),
+    epochs: int = typer.Option(3, "--epochs", min=1, max=100, help="Training epochs."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Train a fraud model, track it, register it with lineage, promote it and verify the audit log."""
+    module_name, _, func_name = SCENARIOS["quickstart"].partition(":")
+    flow = getattr(importlib.import_module(module_name), func_name)
+    flow(state(ctx).workspace(), rows=rows, epochs=epochs, seed=seed)
+
+
+def main() -> None:
+    """Run the CLI, rendering fedloop errors as one headline plus a hint (no traceback)."""
+    try:
+        app(standalone_mode=False)
+    except FedloopError as err:
+        stderr.print(f"[bold red]Error ({err.code}):[/] {escape(err.message)}")
+        if err.hint:
+            stderr.print(f"[bold]Hint:[/] {escape(err.hint)}")
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        stderr.print("[bold red]Aborted.[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("[bold red]Interrupted.[/]")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception:  # the last resort: show what happened
+        stderr.print("[bold red]Internal error[/] — please report it with this traceback:")
+        stderr.print(escape(traceback.format_exc()))
+        sys.exit(1)

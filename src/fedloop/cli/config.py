@@ -1,0 +1,41 @@
+"""``fedloop config``: show every effective setting and where it came from."""
+
+from __future__ import annotations
+
+import typer
+
+from fedloop.cli._context import FORMAT_OPTION, OutputFormat, print_json, print_table, state
+
+app = typer.Typer(
+    help="Configuration (flag > FEDLOOP_* env > fedloop.toml > default).", no_args_is_help=True
+)
+
+
+def _flatten(tree: dict[str, object], prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@app.command("show")
+def show(ctx: typer.Context, fmt: OutputFormat = FORMAT_OPTION) -> None:
+    """Print every effective config value and its source."""
+    resolved = state(ctx).resolved()
+    values = _flatten(resolved.config.model_dump(mode="json"))
+    if fmt is OutputFormat.json:
+        print_json(
+            {
+                k: {"value": v, "source": resolved.sources.get(k, "default")}
+                for k, v in values.items()
+            }
+        )
+        return
+    print_table(
+        "Effective configuration",
+        ["key", "value", "source"],
+        [[k, v, resolved.sources.get(k, "default")] for k, v in sorted(values.items())],
+    )

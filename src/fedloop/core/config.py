@@ -1,0 +1,290 @@
+"""Configuration models and the pure precedence resolver (flag > env > fedloop.toml > default)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fedloop.core.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "FedloopConfig",
+    "ProjectConfig",
+    "ResolvedConfig",
+    "StoreConfig",
+    "TrackingConfig",
+    "parse_toml",
+    "resolve",
+]
+
+ENV_PREFIX = "FEDLOOP_"
+#: Environment variables that are documented aliases of a nested key.
+_ENV_ALIASES = {"FEDLOOP_STORE_URL": ("store", "url")}
+
+Source = Literal["default", "file", "env", "flag"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProjectConfig(_Section):
+    """Where the project's embedded state lives.
+
+    Parameters
+    ----------
+    name : str, default "default"
+        Project name recorded on runs.
+    dir : str, default ".fedloop"
+        Folder for the SQLite file and local artifacts, relative to the working directory.
+    """
+
+    name: str = Field(default="default", min_length=1, max_length=200)
+    dir: str = Field(default=".fedloop", min_length=1)
+
+
+class StoreConfig(_Section):
+    """Metadata and artifact store settings.
+
+    Parameters
+    ----------
+    url : str or None, default None
+        SQLAlchemy URL of the metadata store; ``None`` means ``sqlite:///<project.dir>/fedloop.db``.
+        PostgreSQL: ``postgresql+psycopg://user:pass@host:5432/db`` (extra ``postgres``).
+    artifacts_url : str or None, default None
+        fsspec URL of the artifact store; ``None`` means ``<project.dir>/artifacts``.
+    busy_timeout_ms : int, default 30000
+        How long SQLite waits for a lock before failing.
+    connect_timeout_s : float, default 5.0
+        How long to wait for a PostgreSQL server.
+    auto_upgrade : bool, default True
+        Apply pending migrations when a store is opened.
+    """
+
+    url: str | None = None
+    artifacts_url: str | None = None
+    busy_timeout_ms: int = Field(default=30_000, ge=0, le=3_600_000)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    auto_upgrade: bool = True
+
+
+class TrackingConfig(_Section):
+    """Buffered metric logging.
+
+    Parameters
+    ----------
+    flush_interval_ms : int, default 500
+        A background flush happens at least this often while points are pending.
+    max_buffered_points : int, default 5000
+        A flush is started when this many points are pending.
+    """
+
+    flush_interval_ms: int = Field(default=500, ge=1, le=600_000)
+    max_buffered_points: int = Field(default=5_000, ge=1, le=10_000_000)
+
+
+class FedloopConfig(_Section):
+    """The whole effective configuration, one section per package."""
+
+    project: ProjectConfig = ProjectConfig()
+    store: StoreConfig = StoreConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def store_url(self, *, base: Path | None = None) -> str:
+        """Return the metadata store URL, defaulting to SQLite in the project folder.
+
+        Parameters
+        ----------
+        base : Path or None
+            Folder that relative paths are taken from (default: the working directory).
+
+        Returns
+        -------
+        str
+            A SQLAlchemy URL.
+        """
+        if self.store.url:
+            return self.store.url
+        folder = (base or Path.cwd()) / self.project.dir
+        return f"sqlite:///{(folder / 'fedloop.db').resolve()}"
+
+    def artifacts_url(self, *, base: Path | None = None) -> str:
+        """Return the artifact store URL, defaulting to ``<project.dir>/artifacts``.
+
+        Parameters
+        ----------
+        base : Path or None
+            Folder that relative paths are taken from (default: the working directory).
+
+        Returns
+        -------
+        str
+            An fsspec URL or a local path.
+        """
+        if self.store.artifacts_url:
+            return self.store.artifacts_url
+        return str(((base or Path.cwd()) / self.project.dir / "artifacts").resolve())
+
+
+class ResolvedConfig(BaseModel):
+    """A config plus, for every key, where its value came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: FedloopConfig
+    sources: dict[str, Source]
+
+
+def parse_toml(text: str, *, path: str = "fedloop.toml") -> dict[str, Any]:
+    """Parse a fedloop.toml text into plain mappings.
+
+    Parameters
+    ----------
+    text : str
+        File content.
+    path : str
+        Shown in errors.
+
+    Returns
+    -------
+    dict
+        The parsed document.
+
+    Raises
+    ------
+    ConfigError
+        With the line and column of a syntax error.
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(
+            f"{path} is not valid TOML: {err}.",
+            field=path,
+            hint="Fix the syntax at the line shown (strings need quotes, sections need [brackets]).",
+        ) from err
+
+
+def _set(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"`{'.'.join(keys)}` conflicts with the scalar `{key}`.", field=".".join(keys)
+            )
+        node = child
+    node[keys[-1]] = value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _env_tree(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name in _ENV_ALIASES:
+            _set(tree, _ENV_ALIASES[name], value)
+            continue
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if any(not k for k in keys):
+            raise ConfigError(
+                f"environment variable {name} is malformed.",
+                field=name,
+                hint="Use FEDLOOP_<SECTION>__<KEY>, e.g. FEDLOOP_STORE__URL.",
+            )
+        _set(tree, keys, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(
+    file_values: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+) -> ResolvedConfig:
+    """Build the effective config from its three sources; a pure function.
+
+    Parameters
+    ----------
+    file_values : Mapping
+        The parsed fedloop.toml (nested sections).
+    environ : Mapping[str, str]
+        Environment variables; only ``FEDLOOP_<SECTION>__<KEY>`` (and ``FEDLOOP_STORE_URL``) count.
+    overrides : Mapping
+        Command-line values as dotted keys (``{"store.url": "..."}``); ``None`` values are ignored.
+
+    Returns
+    -------
+    ResolvedConfig
+        The frozen config and the source of each key.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key, its source and what is allowed.
+    """
+    flag_tree: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is not None:
+            _set(flag_tree, tuple(dotted.split(".")), value)
+    env_tree = _env_tree(environ)
+    layers: list[tuple[Source, Mapping[str, Any]]] = [
+        ("file", file_values),
+        ("env", env_tree),
+        ("flag", flag_tree),
+    ]
+    merged: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    for source, layer in layers:
+        merged = _merge(merged, layer)
+        for key in _flatten(layer):
+            sources[key] = source
+    try:
+        config = FedloopConfig.model_validate(merged)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        source = sources.get(key, "file")
+        where = {
+            "file": "in fedloop.toml",
+            "env": f"in the environment ({ENV_PREFIX}{key.upper().replace('.', '__')})",
+            "flag": "on the command line",
+        }[source]
+        got = first.get("input")
+        section, _, leaf = key.partition(".")
+        raise ConfigError(
+            f"`{key}` {where}: {first['msg']}; got {got!r}.",
+            field=key,
+            value=got,
+            hint=f"Fix it under [{section}] in fedloop.toml"
+            + (f" (key `{leaf}`)" if leaf else "")
+            + " or unset the environment variable.",
+        ) from err
+    for key in _flatten(config.model_dump()):
+        sources.setdefault(key, "default")
+    return ResolvedConfig(config=config, sources=sources)

@@ -1,0 +1,48 @@
+"""Metadata (SQLAlchemy + Alembic), artifacts (fsspec), the audit log and the tracking API."""
+
+from fedloop.store.artifacts import ArtifactRef, ArtifactStore, FsspecArtifactStore
+from fedloop.store.audit import AuditReport
+from fedloop.store.metadata import (
+    SCHEMA_HEAD,
+    AliasChange,
+    AuditEvent,
+    Contributor,
+    Dataset,
+    Deployment,
+    MetricPoint,
+    ModelVersion,
+    Project,
+    RegisteredModel,
+    Run,
+    StoredArtifact,
+)
+from fedloop.store.metadata.sql import MetadataStore, SqlMetadataStore
+from fedloop.store.tracking import ActiveRun, start_run
+from fedloop.store.workspace import CONFIG_FILE, Workspace, load_config, open_workspace
+
+__all__ = [
+    "CONFIG_FILE",
+    "SCHEMA_HEAD",
+    "ActiveRun",
+    "AliasChange",
+    "ArtifactRef",
+    "ArtifactStore",
+    "AuditEvent",
+    "AuditReport",
+    "Contributor",
+    "Dataset",
+    "Deployment",
+    "FsspecArtifactStore",
+    "MetadataStore",
+    "MetricPoint",
+    "ModelVersion",
+    "Project",
+    "RegisteredModel",
+    "Run",
+    "SqlMetadataStore",
+    "StoredArtifact",
+    "Workspace",
+    "load_config",
+    "open_workspace",
+    "start_run",
+]

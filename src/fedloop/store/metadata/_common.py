@@ -1,0 +1,111 @@
+"""Shared helpers of the SQL metadata store modules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from fedloop.core import Clock, Conflict, InvalidInput, StoreUnavailable
+from fedloop.store.metadata.engine import write_transaction
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.]{0,199}$")
+_KEY = re.compile(r"^[A-Za-z0-9_\-./: ]{1,250}$")
+
+
+def check_name(value: object, *, field: str) -> str:
+    """Return ``value`` if it is a valid object name, else raise InvalidInput."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInput(
+            f"`{field}` must be 1-200 characters of letters, digits, '_', '-' or '.', "
+            f"starting with a letter or digit; got {value!r}.",
+            field=field,
+            value=value,
+            hint="Rename it, e.g. 'fraud-detector'.",
+        )
+    return value
+
+
+def check_key(value: object, *, field: str) -> str:
+    """Return ``value`` if it is a valid metric/param/tag key, else raise InvalidInput."""
+    if not isinstance(value, str) or not _KEY.match(value):
+        raise InvalidInput(
+            f"`{field}` keys must be 1-250 characters of letters, digits, spaces and _-./:; "
+            f"got {value!r}.",
+            field=field,
+            value=value,
+            hint="Use keys like 'val_loss' or 'train/auc'.",
+        )
+    return value
+
+
+class StoreBase:
+    """The engine, the clock and the transaction helpers every store part uses."""
+
+    engine: Engine
+    clock: Clock
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Open a write transaction; errors of the database become fedloop errors.
+
+        Yields
+        ------
+        Connection
+            Commits on success, rolls back on any exception.
+
+        Raises
+        ------
+        Conflict
+            When a uniqueness or reference constraint fails.
+        StoreUnavailable
+            When the database is locked or gone.
+        """
+        try:
+            with write_transaction(self.engine) as conn:
+                yield conn
+        except SAIntegrityError as err:
+            raise Conflict(
+                f"the change conflicts with stored data: {err.orig}.",
+                hint="Reload the object and retry; names and versions must be unique.",
+            ) from err
+        except OperationalError as err:
+            raise StoreUnavailable(
+                f"the metadata store failed: {err.orig}.",
+                field="store.url",
+                hint="Retry; if it persists check that the database is reachable and not locked.",
+            ) from err
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """Open a read-only connection.
+
+        Yields
+        ------
+        Connection
+            Rolled back on exit.
+        """
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as err:
+            raise StoreUnavailable(
+                f"the metadata store failed: {err.orig}.",
+                field="store.url",
+                hint="Check that the database is reachable.",
+            ) from err
+
+    def _upsert(self, table: Table, index: list[str], values: list[dict[str, Any]]) -> Insert:
+        """Build an INSERT … ON CONFLICT DO UPDATE for this dialect."""
+        dialect = self.engine.dialect.name
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
+            values
+        )
+        update = {c: stmt.excluded[c] for c in values[0] if c not in index}
+        return stmt.on_conflict_do_update(index_elements=index, set_=update)

@@ -1,0 +1,174 @@
+"""Immutable records the metadata store returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fedloop.core import DatasetId, ModelVersionId, ProjectId, RunId, Signature
+
+__all__ = [
+    "AliasChange",
+    "AuditEvent",
+    "Contributor",
+    "Dataset",
+    "Deployment",
+    "MetricPoint",
+    "ModelVersion",
+    "Project",
+    "RegisteredModel",
+    "Run",
+    "StoredArtifact",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A namespace for runs, data sets and models."""
+
+    id: ProjectId
+    name: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A data set identified by its content fingerprint (sha256 of its canonical bytes)."""
+
+    id: DatasetId
+    project_id: ProjectId
+    name: str
+    fingerprint: str
+    num_rows: int | None
+    schema: dict[str, Any]
+    uri: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One training run (federated, data-parallel or local) with its params and tags."""
+
+    id: RunId
+    project_id: ProjectId
+    name: str
+    kind: str
+    status: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    parent_run_id: RunId | None
+    created_at: datetime
+    ended_at: datetime | None
+    error: str | None
+    latest_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One value of a metric time series."""
+
+    key: str
+    value: float
+    step: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    """An artifact recorded against a run (its bytes live in the artifact store)."""
+
+    id: str
+    run_id: RunId | None
+    name: str
+    digest: str
+    size_bytes: int
+    media_type: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A named model, the container of its versions and aliases."""
+
+    name: str
+    project_id: ProjectId
+    description: str
+    created_at: datetime
+    latest_version: int | None
+    aliases: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Contributor:
+    """A client or worker that contributed to a model version, and in which rounds."""
+
+    contributor: str
+    kind: str
+    rounds: tuple[int, ...]
+    num_examples: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """A registered model version: weights, ONNX graph, signature, metrics and lineage."""
+
+    id: ModelVersionId
+    model_name: str
+    version: int
+    run_id: RunId | None
+    parent_version_id: ModelVersionId | None
+    weights_digest: str
+    onnx_digest: str
+    signature: Signature
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    privacy: dict[str, Any] | None
+    description: str
+    created_at: datetime
+    dataset_ids: tuple[DatasetId, ...] = ()
+    contributors: tuple[Contributor, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AliasChange:
+    """One move of an alias, kept forever."""
+
+    id: int
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    action: str
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Desired serving state of a model (what the controller reconciles)."""
+
+    id: str
+    name: str
+    model_name: str
+    spec: dict[str, Any]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One append-only, hash-chained audit event."""
+
+    seq: int
+    at: datetime
+    kind: str
+    actor: str
+    subject: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
