@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from fedloop import __version__
 from fedloop.cli import audit, config, models, runs, store
-from fedloop.cli._context import CliState, state, stderr
+from fedloop.cli._context import state, stderr
 from fedloop.core import FedloopError
 
 app = typer.Typer(

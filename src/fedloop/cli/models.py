@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -93,7 +94,7 @@ def show(
     if fmt is OutputFormat.json:
         print_json(_version_dict(mv))
         return
-    rows = [
+    rows: list[list[Any]] = [
         ["model", mv.model_name],
         ["version", mv.version],
         ["id", mv.id],

@@ -37,7 +37,7 @@ def validate_parameters(
 
     Returns
     -------
-    Parameters
+    OrderedDict[str, ndarray]
         An ordered copy (the arrays themselves are not copied).
 
     Raises
@@ -115,7 +115,7 @@ def decode_parameters(data: bytes, *, field: str = "parameters") -> Parameters:
 
     Returns
     -------
-    Parameters
+    OrderedDict[str, ndarray]
         Tensors in their original order.
 
     Raises
@@ -167,5 +167,5 @@ def fingerprint_arrays(*arrays: npt.NDArray[np.generic]) -> str:
     for array in arrays:
         contiguous = np.ascontiguousarray(array)
         digest.update(f"{contiguous.dtype.str}|{contiguous.shape}|".encode())
-        digest.update(memoryview(contiguous).cast("B"))
+        digest.update(contiguous.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()

@@ -6,6 +6,7 @@ import io
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -108,7 +109,13 @@ class TorchAdapter:
             )
         if batch_size < 1:
             raise InvalidInput(f"`batch_size` must be >= 1; got {batch_size}.", field="batch_size")
-        self.params = {"lr": lr, "optimizer": optimizer, "batch_size": batch_size, "seed": seed}
+        self.batch_size = batch_size
+        self.params: dict[str, Any] = {
+            "lr": lr,
+            "optimizer": optimizer,
+            "batch_size": batch_size,
+            "seed": seed,
+        }
         torch.manual_seed(seed)
         self.module = module if isinstance(module, nn.Module) else module()
         self.num_features = num_features
@@ -210,9 +217,10 @@ class TorchAdapter:
         if epochs < 1:
             raise InvalidInput(f"`epochs` must be >= 1; got {epochs}.", field="epochs")
         xt, yt = self._tensors(x, y)
-        assert yt is not None  # noqa: S101 - _tensors returns labels when given labels
+        if yt is None:  # unreachable: labels were passed
+            raise InvalidInput("`y` is required to train.", field="y")
         loss_fn = nn.BCEWithLogitsLoss()
-        batch = int(self.params["batch_size"])
+        batch = self.batch_size
         self.module.train()
         mean_loss = 0.0
         for _ in range(epochs):
@@ -264,7 +272,7 @@ class TorchAdapter:
             torch.onnx.export(
                 wrapped,
                 (torch.zeros(1, self.num_features),),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # file-like objects are accepted
                 input_names=[self.input_name],
                 output_names=[self.output_name],
                 dynamic_axes={self.input_name: {0: "batch"}, self.output_name: {0: "batch"}},

@@ -82,7 +82,7 @@ def run(ws: Workspace, *, rows: int = 200_000, epochs: int = 3, seed: int = 0) -
         adapter.set_parameters(registry.load_weights(champion))
         out.print(f"   Warm start from {MODEL_NAME} v{champion.version} (the champion).")
     params = {**adapter.params, "epochs": epochs, "rows": rows, "architecture": "mlp-30-64-32-1"}
-    steps_per_epoch = -(-len(data.y_train) // int(adapter.params["batch_size"]))
+    steps_per_epoch = -(-len(data.y_train) // adapter.batch_size)
     with start_run(
         "quickstart",
         params=params,

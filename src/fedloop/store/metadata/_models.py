@@ -585,7 +585,7 @@ class ModelsMixin(StoreBase):
                     hint="Use another deployment name.",
                 )
             did, created = (row.id, row.created_at) if row else (new_id(), now)
-            values = {
+            values: dict[str, Any] = {
                 "id": did,
                 "name": name,
                 "model_name": model_name,

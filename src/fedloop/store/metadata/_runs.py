@@ -88,7 +88,7 @@ class RunsMixin(StoreBase):
         with self.transaction() as conn:
             row = conn.execute(select(projects).where(projects.c.name == name)).first()
             if row is None:
-                values = {
+                values: dict[str, Any] = {
                     "id": new_id(),
                     "name": name,
                     "description": description,
@@ -178,7 +178,7 @@ class RunsMixin(StoreBase):
             ).first()
             if row is not None:
                 return Dataset(**row._mapping)
-            values = {
+            values: dict[str, Any] = {
                 "id": new_id(),
                 "project_id": project_id,
                 "name": name,
@@ -668,7 +668,7 @@ class RunsMixin(StoreBase):
             raise InvalidInput(
                 f"artifact `name` must be 1-500 characters; got {name!r}.", field="name"
             )
-        values = {
+        values: dict[str, Any] = {
             "id": new_id(),
             "run_id": run_id,
             "name": name,

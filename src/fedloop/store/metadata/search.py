@@ -67,11 +67,7 @@ def parse_filter(text: str) -> list[Clause]:
                 hint=_HINT,
             )
         ident, op, raw = match["ident"], match["op"], match["value"]
-        value: float | str
-        if raw[0] in "'\"":
-            value = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        else:
-            value = float(raw)
+        value: float | str = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw[0] in "'\"" else float(raw)
         if "." in ident:
             entity, key = ident.split(".", 1)
             key = key.strip("`")
