@@ -48,7 +48,9 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """Start moto's S3 server on 127.0.0.1 once per session, with one bucket."""
-    moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]")
+    moto_server = pytest.importorskip(
+        "moto.server", reason="S3 tests need moto[server]", exc_type=ImportError
+    )
     pytest.importorskip("s3fs", reason='S3 tests need s3fs (pip install "fedloop[s3]")')
     boto3 = pytest.importorskip("boto3", reason="S3 tests need boto3 (installed with moto)")
     port = _free_port()

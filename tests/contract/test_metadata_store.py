@@ -536,6 +536,21 @@ def test_search_runs_respects_max_results(
     assert [r.name for r in found] == ["r1", "r3"]
 
 
+def test_search_numeric_param_filter_skips_text_values(
+    store: SqlMetadataStore, project: Project
+) -> None:
+    """A numeric comparison on a param matches numeric values only and never errors."""
+    # Arrange
+    store.create_run(project.id, name="numeric", params={"lr": 0.001})
+    store.create_run(project.id, name="text", params={"lr": "auto"})
+
+    # Act
+    found = store.search_runs(project.id, filter="params.lr < 0.01")
+
+    # Assert
+    assert [r.name for r in found] == ["numeric"]
+
+
 @pytest.mark.parametrize(
     "filter_text",
     [
@@ -983,18 +998,3 @@ def test_reopening_store_keeps_data(make_store: MakeStore) -> None:
     # Assert
     assert second.get_project("demo") == project
     assert second.current_revision() == second.schema_revision
-
-
-def test_search_numeric_param_filter_skips_text_values(
-    store: SqlMetadataStore, project: Project
-) -> None:
-    """A numeric comparison on a param matches numeric values only and never errors."""
-    # Arrange
-    store.create_run(project.id, name="numeric", params={"lr": 0.001})
-    store.create_run(project.id, name="text", params={"lr": "auto"})
-
-    # Act
-    found = store.search_runs(project.id, filter="params.lr < 0.01")
-
-    # Assert
-    assert [r.name for r in found] == ["numeric"]
