@@ -269,21 +269,28 @@ def resolve(
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        source = sources.get(key, "file")
+        source = sources.get(key) or next(
+            (src for k, src in reversed(sources.items()) if k.startswith(key + ".")), "file"
+        )
+        env_name = f"{ENV_PREFIX}{key.upper().replace('.', '__')}"
         where = {
             "file": "in fedloop.toml",
-            "env": f"in the environment ({ENV_PREFIX}{key.upper().replace('.', '__')})",
+            "env": f"in the environment ({env_name})",
             "flag": "on the command line",
         }[source]
         got = first.get("input")
         section, _, leaf = key.partition(".")
+        fix = {
+            "file": f"Fix it under [{section}] in fedloop.toml"
+            + (f" (key `{leaf}`)" if leaf else ""),
+            "env": f"Fix or unset the environment variable {env_name}",
+            "flag": "Fix the command-line option",
+        }[source]
         raise ConfigError(
             f"`{key}` {where}: {first['msg']}; got {got!r}.",
             field=key,
             value=got,
-            hint=f"Fix it under [{section}] in fedloop.toml"
-            + (f" (key `{leaf}`)" if leaf else "")
-            + " or unset the environment variable.",
+            hint=fix + f"; see `fedloop config show` for the [{section}] settings.",
         ) from err
     for key in _flatten(config.model_dump()):
         sources.setdefault(key, "default")

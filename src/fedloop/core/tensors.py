@@ -99,7 +99,7 @@ def encode_parameters(params: Mapping[str, npt.NDArray[np.generic]]) -> bytes:
         When a tensor cannot be serialized.
     """
     checked = validate_parameters(params, require_finite=False)
-    arrays = {name: np.ascontiguousarray(arr) for name, arr in checked.items()}
+    arrays = {name: np.require(arr, requirements="C") for name, arr in checked.items()}
     return bytes(_st_save(arrays, metadata={_ORDER_KEY: json.dumps(list(checked))}))
 
 
@@ -165,7 +165,7 @@ def fingerprint_arrays(*arrays: npt.NDArray[np.generic]) -> str:
     """
     digest = hashlib.sha256()
     for array in arrays:
-        contiguous = np.ascontiguousarray(array)
+        contiguous = np.require(array, requirements="C")
         digest.update(f"{contiguous.dtype.str}|{contiguous.shape}|".encode())
         digest.update(contiguous.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()

@@ -337,14 +337,12 @@ class ModelsMixin(StoreBase):
             query = query.where(registered_models.c.project_id == project_id)
         with self.reading() as conn:
             rows = conn.execute(query).all()
-            latest = dict(
+            latest: dict[str, int] = dict(
                 conn.execute(
                     select(
                         model_versions.c.model_name, func.max(model_versions.c.version)
                     ).group_by(model_versions.c.model_name)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             al: dict[str, dict[str, int]] = defaultdict(dict)
             for r in conn.execute(
@@ -419,6 +417,13 @@ class ModelsMixin(StoreBase):
             check_name(alias, field="alias")
         except InvalidInput as err:
             raise InvalidInput(err.message, field="alias", value=alias, hint=_ALIAS_HINT) from err
+        if len(alias) > 100:
+            raise InvalidInput(
+                f"alias {alias[:20]!r}… is {len(alias)} characters; at most 100 are allowed.",
+                field="alias",
+                value=alias,
+                hint=_ALIAS_HINT,
+            )
         if alias.isdigit():
             raise InvalidInput(
                 f"alias {alias!r} would be confused with a version number.",

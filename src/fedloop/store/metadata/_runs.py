@@ -332,14 +332,12 @@ class RunsMixin(StoreBase):
             return
         with self.transaction() as conn:
             self._require_run(conn, run_id)
-            existing = dict(
+            existing: dict[str, str] = dict(
                 conn.execute(
                     select(run_params.c.key, run_params.c.value).where(
                         run_params.c.run_id == run_id, run_params.c.key.in_(list(values))
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             for key, old in existing.items():
                 if old != values[key]:
@@ -609,7 +607,7 @@ class RunsMixin(StoreBase):
                 field="max_results",
                 value=max_results,
             )
-        cond = compile_filter(parse_filter(filter))
+        cond = compile_filter(parse_filter(filter), dialect=self.engine.dialect.name)
         metric_key, column, desc = compile_order(order_by)
         query = select(runs)
         if metric_key is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Float, and_, cast, exists, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, exists, not_, null, select
 from sqlalchemy.sql.elements import ColumnClause
 
 from fedloop.core import InvalidInput
@@ -94,13 +94,32 @@ def _compare(column: ColumnElement[object], op: str, value: object) -> ColumnEle
     }[op]
 
 
-def compile_filter(clauses: list[Clause]) -> ColumnElement[bool] | None:
+_NUMERIC_RE = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
+
+
+def _as_number(column: ColumnElement[str], dialect: str) -> ColumnElement[object]:
+    """Cast text to a float only where it looks like a number (NULL elsewhere).
+
+    CASE fixes the evaluation order, so PostgreSQL never tries to cast 'adam' to a float.
+    """
+    if dialect == "postgresql":
+        looks_numeric: ColumnElement[bool] = column.regexp_match(_NUMERIC_RE)
+    else:  # SQLite has no REGEXP by default: refuse any character outside a number's alphabet
+        looks_numeric = and_(
+            column != "", not_(column.op("GLOB", is_comparison=True)("*[^0-9.eE+-]*"))
+        )
+    return case((looks_numeric, cast(column, Float)), else_=null())
+
+
+def compile_filter(clauses: list[Clause], *, dialect: str = "sqlite") -> ColumnElement[bool] | None:
     """Turn clauses into one SQL condition on the ``runs`` table.
 
     Parameters
     ----------
     clauses : list of Clause
         From :func:`parse_filter`.
+    dialect : str, default "sqlite"
+        The database backend, for the numeric cast of params and tags.
 
     Returns
     -------
@@ -118,7 +137,7 @@ def compile_filter(clauses: list[Clause]) -> ColumnElement[bool] | None:
         value: object = clause.value
         if clause.entity != "metrics":
             if isinstance(clause.value, float):
-                value_col = cast(table.c.value, Float)
+                value_col = _as_number(table.c.value, dialect)
             else:
                 value = str(clause.value)
         conds.append(
