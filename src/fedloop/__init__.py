@@ -12,17 +12,17 @@ Example
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "start_run"]
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from fedloop.store.tracking import start_run
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name == "start_run":
         from fedloop.store.tracking import start_run
 

@@ -260,10 +260,10 @@ def resolve(
     ]
     merged: dict[str, Any] = {}
     sources: dict[str, Source] = {}
-    for source, layer in layers:
+    for layer_source, layer in layers:
         merged = _merge(merged, layer)
         for key in _flatten(layer):
-            sources[key] = source
+            sources[key] = layer_source
     try:
         config = FedloopConfig.model_validate(merged)
     except ValidationError as err:

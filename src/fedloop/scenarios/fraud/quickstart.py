@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fedloop.core import fingerprint_arrays
-from fedloop.learn.adapters.torch import TorchAdapter, mlp
+from fedloop.learn import TorchAdapter, mlp
 from fedloop.registry import CHALLENGER, CHAMPION, ModelRegistry
 from fedloop.scenarios.fraud.data import make_fraudlike
 from fedloop.store import Workspace, start_run

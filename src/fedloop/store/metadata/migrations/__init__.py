@@ -1,1 +1,3 @@
 """Alembic migrations of the metadata schema."""
+
+__all__: list[str] = []
