@@ -269,7 +269,7 @@ def resolve(
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        source = sources.get(key) or next(
+        source: Source = sources.get(key) or next(
             (src for k, src in reversed(sources.items()) if k.startswith(key + ".")), "file"
         )
         env_name = f"{ENV_PREFIX}{key.upper().replace('.', '__')}"
