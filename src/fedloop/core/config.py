@@ -269,9 +269,8 @@ def resolve(
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        source: Source = sources.get(key) or next(
-            (src for k, src in reversed(sources.items()) if k.startswith(key + ".")), "file"
-        )
+        nested: list[Source] = [src for k, src in sources.items() if k.startswith(key + ".")]
+        source: Source = sources.get(key, nested[-1] if nested else "file")
         env_name = f"{ENV_PREFIX}{key.upper().replace('.', '__')}"
         where = {
             "file": "in fedloop.toml",
