@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 "unit": unit,
                 "fedloop": f,
                 "mlflow": m,
+                "fedloop_per_repeat": [res[path[0]][path[1]] for res in fed_results],
+                "mlflow_per_repeat": [res[path[0]][path[1]] for res in ml_results],
                 "ratio_fedloop_better": r,
                 "goal": goal[0] if goal else None,
                 "goal_met": passed,

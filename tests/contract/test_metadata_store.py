@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -998,3 +999,100 @@ def test_reopening_store_keeps_data(make_store: MakeStore) -> None:
     # Assert
     assert second.get_project("demo") == project
     assert second.current_revision() == second.schema_revision
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def _in_threads(
+    count: int, work: Callable[[int], object]
+) -> tuple[list[object], list[BaseException]]:
+    """Run work(i) for i in range(count) at once in threads; return results and errors."""
+    results: list[object] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def target(i: int) -> None:
+        try:
+            start.wait()
+            results.append(work(i))
+        except BaseException as err:  # collected and asserted by the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results, errors
+
+
+def test_concurrent_ensure_project_returns_one_project(store: SqlMetadataStore) -> None:
+    """Threads ensuring the same new project all get the same row."""
+    # Act
+    outcomes = [
+        _in_threads(8, lambda _, name=name: store.ensure_project(name))
+        for name in ("p1", "p2", "p3", "p4", "p5")
+    ]
+
+    # Assert
+    assert [errors for _, errors in outcomes] == [[]] * 5
+    assert [len({p.id for p in results}) for results, _ in outcomes] == [1] * 5  # type: ignore[attr-defined]
+
+
+def test_concurrent_first_versions_are_numbered_once_each(
+    store: SqlMetadataStore, project: Project
+) -> None:
+    """Threads registering the first versions of a new model get 1..n without conflicts."""
+    # Act
+    outcomes = [
+        _in_threads(4, lambda _, model=model: _register(store, project, model=model).version)
+        for model in ("m1", "m2", "m3")
+    ]
+
+    # Assert
+    assert [errors for _, errors in outcomes] == [[]] * 3
+    assert [sorted(results) for results, _ in outcomes] == [[1, 2, 3, 4]] * 3  # type: ignore[type-var]
+
+
+def test_concurrent_events_on_empty_log_form_one_chain(store: SqlMetadataStore) -> None:
+    """Threads appending the very first events of a store extend one valid chain."""
+    # Act
+    _, errors = _in_threads(8, lambda i: store.append_event("test.concurrent", f"worker:{i}"))
+
+    # Assert
+    assert errors == []
+    report = store.verify_audit()
+    assert (report.ok, report.checked) == (True, 8)
+
+
+# -- text limits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [
+        pytest.param(
+            lambda s: s.set_alias("fraud", "champion", 1, actor="a" * 201), "actor", id="actor"
+        ),
+        pytest.param(
+            lambda s: s.put_deployment("prod", "fraud", {}, status="s" * 21), "status", id="status"
+        ),
+        pytest.param(lambda s: s.append_event("k" * 101, "subject"), "kind", id="event-kind"),
+    ],
+)
+def test_overlong_text_is_refused_on_every_backend(
+    store: SqlMetadataStore,
+    three_versions: list[ModelVersion],
+    action: Callable[[SqlMetadataStore], object],
+    field: str,
+) -> None:
+    """Text longer than its column raises InvalidInput (not a driver error) and writes nothing."""
+    # Arrange
+    events_before = store.list_events(limit=1000)
+
+    # Act / Assert
+    with pytest.raises(InvalidInput) as info:
+        action(store)
+    assert info.value.field == field
+    assert store.list_events(limit=1000) == events_before

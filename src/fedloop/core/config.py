@@ -24,7 +24,7 @@ __all__ = [
 
 ENV_PREFIX = "FEDLOOP_"
 #: Environment variables that are documented aliases of a nested key.
-_ENV_ALIASES = {"FEDLOOP_STORE_URL": ("store", "url")}
+_ENV_ALIASES: dict[str, tuple[str, ...]] = {"FEDLOOP_STORE_URL": ("store", "url")}
 
 Source = Literal["default", "file", "env", "flag"]
 
@@ -195,9 +195,12 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _env_tree(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
+    # Aliases first, so that the canonical FEDLOOP_<SECTION>__<KEY> wins whatever the order.
+    for name, keys in _ENV_ALIASES.items():
+        if name in environ:
+            _set(tree, keys, environ[name])
     for name, value in environ.items():
         if name in _ENV_ALIASES:
-            _set(tree, _ENV_ALIASES[name], value)
             continue
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue

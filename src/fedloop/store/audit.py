@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from fedloop.core import AuditChainBroken, utc_now
+from fedloop.store.metadata._common import check_text, insert_ignore
 from fedloop.store.metadata.records import AuditEvent
 from fedloop.store.metadata.tables import audit_head, events
 
@@ -93,16 +94,22 @@ def append_event(
     AuditEvent
         The stored event.
     """
+    check_text(kind, field="kind", max_chars=100)
+    check_text(subject, field="subject", max_chars=500)
+    check_text(actor, field="actor", max_chars=200)
     when = (at or utc_now()).astimezone(UTC)
     at_us = int(when.timestamp() * 1_000_000)
     text_payload = _canonical(payload or {})
+    # Seed the head row first so that even the very first appends serialize on its lock.
+    conn.execute(
+        insert_ignore(
+            conn.dialect.name, audit_head, ["id"], {"id": 1, "seq": 0, "hash": GENESIS_HASH}
+        )
+    )
     head = conn.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).first()
-    if head is None:
-        prev_seq, prev_hash = 0, GENESIS_HASH
-    else:
-        prev_seq, prev_hash = int(head.seq), str(head.hash)
+    ).one()
+    prev_seq, prev_hash = int(head.seq), str(head.hash)
     seq = prev_seq + 1
     digest = event_hash(
         prev_hash=prev_hash,
@@ -125,10 +132,7 @@ def append_event(
             hash=digest,
         )
     )
-    if head is None:
-        conn.execute(audit_head.insert().values(id=1, seq=seq, hash=digest))
-    else:
-        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
     return AuditEvent(
         seq=seq,
         at=datetime.fromtimestamp(at_us / 1_000_000, UTC),

@@ -11,7 +11,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from fedloop.core import DatasetId, FedloopError, InvalidInput, RunId, StoreUnavailable
+from fedloop.core import (
+    DatasetId,
+    FedloopError,
+    InvalidInput,
+    RunId,
+    StoreUnavailable,
+    TrackingConfig,
+)
 from fedloop.store.metadata._common import check_key
 from fedloop.store.metadata.records import MetricPoint, Run, StoredArtifact
 
@@ -198,7 +205,7 @@ class ActiveRun:
             self._wake.clear()
             try:
                 self.flush()
-            except FedloopError as err:  # kept and raised by end(); points stay buffered
+            except FedloopError as err:  # raised by end(); StoreUnavailable keeps the points
                 self._last_error = err
 
     def flush(self) -> int:
@@ -226,6 +233,8 @@ class ActiveRun:
                     self._buffer[:0] = batch
                 raise
             with self._lock:
+                if isinstance(self._last_error, StoreUnavailable):
+                    self._last_error = None  # the retried points made it
                 self._drained.notify_all()
             return written
 
@@ -270,6 +279,8 @@ class ActiveRun:
         ------
         StoreUnavailable
             When the remaining points cannot be written.
+        FedloopError
+            The error of a background flush that failed (the run is then marked failed).
         """
         if self._closed:
             return
@@ -279,7 +290,12 @@ class ActiveRun:
             self._thread.join()
         try:
             self.flush()
+            failed_flush, self._last_error = self._last_error, None
+            if failed_flush is not None and status == "finished":
+                status, error = "failed", f"metric points were lost: {failed_flush.message}"
             self.store.set_run_status(self.id, status, error=error)
+            if failed_flush is not None:
+                raise failed_flush
         finally:
             self._finalizer.detach()
             if self._owns_store:
@@ -322,6 +338,7 @@ def start_run(
     dataset_ids: Sequence[tuple[DatasetId, str]] = (),
     store: SqlMetadataStore | None = None,
     artifacts: ArtifactStore | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> ActiveRun:
     """Start recording a run; use it as a context manager.
 
@@ -346,6 +363,9 @@ def start_run(
         Metadata store to write to.
     artifacts : ArtifactStore or None
         Artifact store for :meth:`ActiveRun.log_artifact`.
+    tracking : TrackingConfig or None
+        Buffering settings; the project's ``[tracking]`` section when the store is opened here,
+        else the defaults.
 
     Returns
     -------
@@ -359,7 +379,6 @@ def start_run(
     ...         run.log_metric("loss", 1 / (step + 1), step=step)
     """
     owns = False
-    flush_ms, max_points = 500, 5_000
     if store is None:
         import os
 
@@ -370,8 +389,8 @@ def start_run(
         store, owns = ws.metadata, True
         artifacts = artifacts or ws.artifacts
         project = project or resolved.config.project.name
-        flush_ms = resolved.config.tracking.flush_interval_ms
-        max_points = resolved.config.tracking.max_buffered_points
+        tracking = tracking or resolved.config.tracking
+    tracking = tracking or TrackingConfig()
     proj = store.ensure_project(project or "default")
     run = store.create_run(
         proj.id,
@@ -386,7 +405,7 @@ def start_run(
         store,
         run,
         artifacts=artifacts,
-        flush_interval_ms=flush_ms,
-        max_buffered_points=max_points,
+        flush_interval_ms=tracking.flush_interval_ms,
+        max_buffered_points=tracking.max_buffered_points,
         owns_store=owns,
     )

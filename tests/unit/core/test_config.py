@@ -103,6 +103,28 @@ def test_store_url_alias_env_var_sets_store_url() -> None:
     assert resolved.sources["store.url"] == "env"
 
 
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param(
+            {"FEDLOOP_STORE__URL": "sqlite:///nested.db", "FEDLOOP_STORE_URL": "sqlite:///a.db"},
+            id="nested-first",
+        ),
+        pytest.param(
+            {"FEDLOOP_STORE_URL": "sqlite:///a.db", "FEDLOOP_STORE__URL": "sqlite:///nested.db"},
+            id="alias-first",
+        ),
+    ],
+)
+def test_nested_env_var_wins_over_alias_in_any_order(environ: dict[str, str]) -> None:
+    """With both set, FEDLOOP_STORE__URL wins whatever the order of the environment."""
+    # Act
+    resolved = resolve({}, environ, {})
+
+    # Assert
+    assert resolved.config.store.url == "sqlite:///nested.db"
+
+
 def test_env_var_value_is_coerced() -> None:
     """Environment strings are parsed into the key's type."""
     # Act

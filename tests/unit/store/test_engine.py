@@ -200,6 +200,32 @@ def test_two_stores_write_concurrently(sqlite_url: str) -> None:
             store.close()
 
 
+def test_in_memory_store_is_shared_across_threads() -> None:
+    """A sqlite:///:memory: store shows the same database to every thread."""
+    # Arrange
+    store = SqlMetadataStore("sqlite:///:memory:")
+    project = store.ensure_project("demo")
+    seen: list[object] = []
+
+    def read() -> None:
+        try:
+            seen.append(store.get_project("demo").id)
+        except BaseException as err:  # collected and asserted below
+            seen.append(err)
+
+    thread = threading.Thread(target=read)
+
+    # Act
+    try:
+        thread.start()
+        thread.join(timeout=30)
+    finally:
+        store.close()
+
+    # Assert
+    assert seen == [project.id]
+
+
 def test_migrate_without_upgrade_on_empty_database_raises_config_error(sqlite_url: str) -> None:
     """An empty database with auto-upgrade off raises ConfigError naming store.auto_upgrade."""
     # Arrange

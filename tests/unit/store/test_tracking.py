@@ -7,15 +7,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fedloop
-from fedloop.core import Conflict, InvalidInput
-from fedloop.store import ActiveRun, SqlMetadataStore, start_run
+from fedloop.core import Conflict, FedloopError, InvalidInput, RunId, StoreUnavailable
+from fedloop.store import ActiveRun, MetricPoint, SqlMetadataStore, start_run
 
 
 @pytest.fixture
@@ -194,6 +194,56 @@ def test_full_buffer_is_flushed_in_background(store: SqlMetadataStore) -> None:
 
     # Assert
     assert written == 5
+
+
+class _FailingOnceStore(SqlMetadataStore):
+    """A real store whose first metric write fails with a given error."""
+
+    def __init__(self, url: str, error: FedloopError) -> None:
+        super().__init__(url)
+        self.error = error
+        self.metric_calls = 0
+
+    def log_metric_points(self, points: Iterable[tuple[RunId, MetricPoint]]) -> int:
+        self.metric_calls += 1
+        if self.metric_calls == 1:
+            raise self.error
+        return super().log_metric_points(points)
+
+
+def _run_with_failed_background_flush(tmp_path: Path, error: FedloopError) -> ActiveRun:
+    store = _FailingOnceStore(f"sqlite:///{tmp_path / 'failing.db'}", error)
+    project = store.ensure_project("demo")
+    run = ActiveRun(store, store.create_run(project.id), flush_interval_ms=10, owns_store=True)
+    run.log_metric("loss", 0.5)
+    deadline = time.monotonic() + 10
+    while store.metric_calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return run
+
+
+def test_retryable_background_flush_error_keeps_points(tmp_path: Path) -> None:
+    """Points whose background write hit StoreUnavailable are written later."""
+    # Arrange
+    run = _run_with_failed_background_flush(tmp_path, StoreUnavailable("locked"))
+
+    # Act
+    run.end()
+
+    # Assert
+    with _open(tmp_path / "failing.db") as check:
+        assert [p.value for p in check.get_metric_history(run.id, "loss")] == [0.5]
+        assert check.get_run(run.id).status == "finished"
+
+
+def test_background_flush_error_is_raised_by_end(tmp_path: Path) -> None:
+    """A non-retryable error of the background writer is raised by end(), not lost."""
+    # Arrange
+    run = _run_with_failed_background_flush(tmp_path, Conflict("simulated failure"))
+
+    # Act / Assert
+    with pytest.raises(Conflict, match=r"simulated failure"):
+        run.end()
 
 
 def test_logging_after_end_raises_invalid_input(store: SqlMetadataStore) -> None:

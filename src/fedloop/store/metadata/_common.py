@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from fedloop.core import Clock, Conflict, InvalidInput, StoreUnavailable
 from fedloop.store.metadata.engine import write_transaction
@@ -45,6 +45,24 @@ def check_key(value: object, *, field: str) -> str:
     return value
 
 
+def check_text(value: object, *, field: str, max_chars: int) -> str:
+    """Return ``value`` if it is a string of at most ``max_chars`` characters, else raise."""
+    if not isinstance(value, str) or len(value) > max_chars:
+        shown = value if not isinstance(value, str) else f"{len(value)} characters"
+        raise InvalidInput(
+            f"`{field}` must be text of at most {max_chars} characters; got {shown!r}.",
+            field=field,
+            hint=f"Shorten `{field}`.",
+        )
+    return value
+
+
+def insert_ignore(dialect: str, table: Table, index: list[str], values: dict[str, Any]) -> Insert:
+    """Build an INSERT … ON CONFLICT (index) DO NOTHING for SQLite or PostgreSQL."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(values)
+    return stmt.on_conflict_do_nothing(index_elements=index)
+
+
 class StoreBase:
     """The engine, the clock and the transaction helpers every store part uses."""
 
@@ -75,6 +93,11 @@ class StoreBase:
                 f"the change conflicts with stored data: {err.orig}.",
                 hint="Reload the object and retry; names and versions must be unique.",
             ) from err
+        except DataError as err:
+            raise InvalidInput(
+                f"a value does not fit its column: {err.orig}.",
+                hint="Shorten the offending text or check the value's type.",
+            ) from err
         except OperationalError as err:
             raise StoreUnavailable(
                 f"the metadata store failed: {err.orig}.",
@@ -100,6 +123,10 @@ class StoreBase:
                 field="store.url",
                 hint="Check that the database is reachable.",
             ) from err
+
+    def _insert_ignore(self, table: Table, index: list[str], values: dict[str, Any]) -> Insert:
+        """Build an INSERT … ON CONFLICT DO NOTHING for this dialect (race-free get-or-create)."""
+        return insert_ignore(self.engine.dialect.name, table, index, values)
 
     def _upsert(self, table: Table, index: list[str], values: list[dict[str, Any]]) -> Insert:
         """Build an INSERT … ON CONFLICT DO UPDATE for this dialect."""

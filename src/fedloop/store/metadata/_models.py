@@ -20,7 +20,7 @@ from fedloop.core import (
     new_id,
 )
 from fedloop.store.audit import append_event
-from fedloop.store.metadata._common import StoreBase, check_name
+from fedloop.store.metadata._common import StoreBase, check_name, check_text
 from fedloop.store.metadata.records import (
     AliasChange,
     Contributor,
@@ -115,19 +115,23 @@ class ModelsMixin(StoreBase):
             The stored version.
         """
         check_name(model_name, field="model_name")
+        check_text(actor, field="actor", max_chars=200)
+        for _, role in dataset_ids:
+            check_text(role, field="dataset role", max_chars=50)
         now = self.clock.now()
         with self.transaction() as conn:
-            if (
-                conn.execute(
-                    select(registered_models.c.name).where(registered_models.c.name == model_name)
-                ).first()
-                is None
-            ):
-                conn.execute(
-                    registered_models.insert().values(
-                        name=model_name, project_id=project_id, description="", created_at=now
-                    )
+            conn.execute(
+                self._insert_ignore(
+                    registered_models,
+                    ["name"],
+                    {
+                        "name": model_name,
+                        "project_id": project_id,
+                        "description": "",
+                        "created_at": now,
+                    },
                 )
+            )
             self._lock_model(conn, model_name)
             version = (
                 int(
@@ -409,6 +413,8 @@ class ModelsMixin(StoreBase):
         reason: str,
         action: str,
     ) -> AliasChange:
+        check_text(actor, field="actor", max_chars=200)
+        check_text(reason, field="reason", max_chars=10_000)
         if action not in ("set", "rollback", "delete"):
             raise InvalidInput(
                 f"alias `action` must be set, rollback or delete; got {action!r}.", field="action"
@@ -579,6 +585,8 @@ class ModelsMixin(StoreBase):
             When the model does not exist.
         """
         check_name(name, field="deployment.name")
+        check_text(status, field="status", max_chars=20)
+        check_text(actor, field="actor", max_chars=200)
         now = self.clock.now()
         with self.transaction() as conn:
             self._lock_model(conn, model_name)

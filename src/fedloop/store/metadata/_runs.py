@@ -22,7 +22,7 @@ from fedloop.core import (
     new_id,
 )
 from fedloop.store.audit import append_event
-from fedloop.store.metadata._common import StoreBase, check_key, check_name
+from fedloop.store.metadata._common import StoreBase, check_key, check_name, check_text
 from fedloop.store.metadata.records import Dataset, MetricPoint, Project, Run, StoredArtifact
 from fedloop.store.metadata.search import compile_filter, compile_order, parse_filter
 from fedloop.store.metadata.tables import (
@@ -85,18 +85,16 @@ class RunsMixin(StoreBase):
         found = self.find_project(name)
         if found is not None:
             return found
+        values: dict[str, Any] = {
+            "id": new_id(),
+            "name": name,
+            "description": description,
+            "created_at": self.clock.now(),
+        }
         with self.transaction() as conn:
-            row = conn.execute(select(projects).where(projects.c.name == name)).first()
-            if row is None:
-                values: dict[str, Any] = {
-                    "id": new_id(),
-                    "name": name,
-                    "description": description,
-                    "created_at": self.clock.now(),
-                }
-                conn.execute(projects.insert().values(**values))
-                return Project(**values)
-            return Project(**row._mapping)
+            conn.execute(self._insert_ignore(projects, ["name"], values))
+            row = conn.execute(select(projects).where(projects.c.name == name)).one()
+        return Project(**row._mapping)
 
     def find_project(self, name: str) -> Project | None:
         """Return the project called ``name`` or None."""
@@ -264,6 +262,8 @@ class RunsMixin(StoreBase):
         if not isinstance(name, str) or not 0 < len(name) <= 200:
             raise InvalidInput(f"`name` must be 1-200 characters; got {name!r}.", field="name")
         p, t = _str_map(params, field="params"), _str_map(tags, field="tags")
+        for _, role in dataset_ids:
+            check_text(role, field="dataset role", max_chars=50)
         now = self.clock.now()
         with self.transaction() as conn:
             conn.execute(

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.pool import StaticPool
 
 from fedloop.core import ConfigError, SchemaTooNew, StoreUnavailable, require
 
@@ -78,10 +79,14 @@ def create_store_engine(
         ) from err
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
+    engine_args: dict[str, Any] = {}
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+        if parsed.database in (None, "", ":memory:"):
+            # One shared connection, or every thread would see its own empty database.
+            engine_args["poolclass"] = StaticPool
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -95,7 +100,9 @@ def create_store_engine(
             hint="fedloop supports sqlite:/// and postgresql+psycopg:// URLs.",
         )
     try:
-        engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=backend != "sqlite")
+        engine = create_engine(
+            parsed, connect_args=connect_args, pool_pre_ping=backend != "sqlite", **engine_args
+        )
     except (ArgumentError, NoSuchModuleError) as err:
         raise ConfigError(
             f"`store.url` cannot be used: {err}.", field="store.url", value=_mask(url)
