@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(table)
     console.print(
-        f"points one call each: fedloop {args.points:,}, mlflow {mlflow_points:,}; "
+        f"points one call each: fedloop {args.points:,}, "
+        f"mlflow {f'{mlflow_points:,}' if have_mlflow else '-'}; "
         f"batch {args.batch_points:,} in calls of {args.batch_size}; runs {args.runs:,}; "
         f"search {args.search_repeats} timed after 1 warm-up"
     )

@@ -200,9 +200,11 @@ class ActiveRun:
         self._thread.start()
 
     def _flush_loop(self) -> None:
-        while not self._closed:
+        while True:
             self._wake.wait(self._flush_interval_s)
             self._wake.clear()
+            if self._closed:
+                return  # end() writes the rest together with the final status
             try:
                 self.flush()
             except FedloopError as err:  # raised by end(); StoreUnavailable keeps the points
@@ -288,18 +290,31 @@ class ActiveRun:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        with self._write_lock, self._lock:
+            rest, self._buffer = self._buffer, []
+        failed_flush, self._last_error = self._last_error, None
+        if isinstance(failed_flush, StoreUnavailable):
+            failed_flush = None  # its points stayed buffered and go out with the status now
+        if failed_flush is not None and status == "finished":
+            status, error = "failed", f"metric points were lost: {failed_flush.message}"
         try:
-            self.flush()
-            failed_flush, self._last_error = self._last_error, None
-            if failed_flush is not None and status == "finished":
-                status, error = "failed", f"metric points were lost: {failed_flush.message}"
-            self.store.set_run_status(self.id, status, error=error)
-            if failed_flush is not None:
-                raise failed_flush
-        finally:
-            self._finalizer.detach()
-            if self._owns_store:
-                self.store.close()
+            self.store.set_run_status(self.id, status, error=error, final_points=rest)
+        except StoreUnavailable:
+            with self._lock:  # keep everything so that end() can be called again
+                self._buffer[:0] = rest
+            self._last_error, self._closed, self._thread = failed_flush, False, None
+            raise
+        except BaseException:
+            self._release()
+            raise
+        self._release()
+        if failed_flush is not None:
+            raise failed_flush
+
+    def _release(self) -> None:
+        self._finalizer.detach()
+        if self._owns_store:
+            self.store.close()
 
     @staticmethod
     def _flush_at_exit(ref: weakref.ref[ActiveRun]) -> None:

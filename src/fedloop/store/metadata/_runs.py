@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_args
 
-from sqlalchemy import Connection, and_, func, select, tuple_
+from sqlalchemy import Connection, Insert, and_, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fedloop.core import (
@@ -62,6 +62,44 @@ def _str_map(values: Mapping[str, Any] | None, *, field: str) -> dict[str, str]:
     return out
 
 
+def _prepare_points(
+    points: Iterable[tuple[RunId, MetricPoint]],
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
+    """Validate points; return their rows and the newest row of each (run, key)."""
+    rows: list[dict[str, Any]] = []
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run_id, point in points:
+        check_key(point.key, field="metrics")
+        if not isinstance(point.value, (int, float)) or not math.isfinite(point.value):
+            raise InvalidInput(
+                f"metric {point.key!r} must be a finite number; got {point.value!r}.",
+                field=f"metrics.{point.key}",
+                value=point.value,
+                hint="Check the training loop for divergence, or skip the point.",
+            )
+        if not isinstance(point.step, int) or point.step < 0:
+            raise InvalidInput(
+                f"metric {point.key!r} step must be an int >= 0; got {point.step!r}.",
+                field="step",
+                value=point.step,
+            )
+        row = {
+            "run_id": run_id,
+            "key": point.key,
+            "step": point.step,
+            "value": float(point.value),
+            "timestamp_ms": point.timestamp_ms,
+        }
+        rows.append(row)
+        prev = latest.get((run_id, point.key))
+        if prev is None or (row["step"], row["timestamp_ms"]) >= (
+            prev["step"],
+            prev["timestamp_ms"],
+        ):
+            latest[(run_id, point.key)] = row
+    return rows, latest
+
+
 class RunsMixin(StoreBase):
     """Projects, data sets, runs, params, tags, metrics and artifact records."""
 
@@ -82,8 +120,12 @@ class RunsMixin(StoreBase):
             The stored project.
         """
         check_name(name, field="project.name")
+        cache: dict[str, Project] = self.__dict__.setdefault("_project_cache", {})
+        if name in cache:  # projects are never renamed or deleted
+            return cache[name]
         found = self.find_project(name)
         if found is not None:
+            cache[name] = found
             return found
         values: dict[str, Any] = {
             "id": new_id(),
@@ -94,7 +136,8 @@ class RunsMixin(StoreBase):
         with self.transaction() as conn:
             conn.execute(self._insert_ignore(projects, ["name"], values))
             row = conn.execute(select(projects).where(projects.c.name == name)).one()
-        return Project(**row._mapping)
+        cache[name] = Project(**row._mapping)
+        return cache[name]
 
     def find_project(self, name: str) -> Project | None:
         """Return the project called ``name`` or None."""
@@ -396,37 +439,7 @@ class RunsMixin(StoreBase):
         NotFound
             When a run does not exist (nothing is written).
         """
-        rows: list[dict[str, Any]] = []
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for run_id, point in points:
-            check_key(point.key, field="metrics")
-            if not isinstance(point.value, (int, float)) or not math.isfinite(point.value):
-                raise InvalidInput(
-                    f"metric {point.key!r} must be a finite number; got {point.value!r}.",
-                    field=f"metrics.{point.key}",
-                    value=point.value,
-                    hint="Check the training loop for divergence, or skip the point.",
-                )
-            if not isinstance(point.step, int) or point.step < 0:
-                raise InvalidInput(
-                    f"metric {point.key!r} step must be an int >= 0; got {point.step!r}.",
-                    field="step",
-                    value=point.step,
-                )
-            row = {
-                "run_id": run_id,
-                "key": point.key,
-                "step": point.step,
-                "value": float(point.value),
-                "timestamp_ms": point.timestamp_ms,
-            }
-            rows.append(row)
-            prev = latest.get((run_id, point.key))
-            if prev is None or (row["step"], row["timestamp_ms"]) >= (
-                prev["step"],
-                prev["timestamp_ms"],
-            ):
-                latest[(run_id, point.key)] = row
+        rows, latest = _prepare_points(points)
         if not rows:
             return 0
         run_ids = {r for r, _ in latest}
@@ -438,10 +451,22 @@ class RunsMixin(StoreBase):
                     field="run_id",
                     value=sorted(missing)[0],
                 )
-            conn.execute(metrics.insert(), rows)
+            self._write_points(conn, rows, list(latest.values()))
+        return len(rows)
+
+    def _write_points(
+        self, conn: Connection, rows: list[dict[str, Any]], latest: list[dict[str, Any]]
+    ) -> None:
+        conn.execute(metrics.insert(), rows)
+        conn.execute(self._latest_upsert(), latest)
+
+    def _latest_upsert(self) -> Insert:
+        """Return the (cached) upsert that keeps the newest point of each (run, key)."""
+        cached: Insert | None = getattr(self, "_latest_upsert_stmt", None)
+        if cached is None:
             dialect = self.engine.dialect.name
             stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(latest_metrics)
-            stmt = stmt.on_conflict_do_update(
+            cached = stmt.on_conflict_do_update(
                 index_elements=["run_id", "key"],
                 set_={
                     "step": stmt.excluded.step,
@@ -451,8 +476,8 @@ class RunsMixin(StoreBase):
                 where=tuple_(stmt.excluded.step, stmt.excluded.timestamp_ms)
                 >= tuple_(latest_metrics.c.step, latest_metrics.c.timestamp_ms),
             )
-            conn.execute(stmt, list(latest.values()))
-        return len(rows)
+            self._latest_upsert_stmt = cached
+        return cached
 
     def get_metric_history(self, run_id: RunId, key: str) -> list[MetricPoint]:
         """Return every point of one metric of a run, by step then time."""
@@ -478,19 +503,44 @@ class RunsMixin(StoreBase):
                 ).scalars()
             )
 
-    def set_run_status(self, run_id: RunId, status: str, *, error: str | None = None) -> None:
+    def set_run_status(
+        self,
+        run_id: RunId,
+        status: str,
+        *,
+        error: str | None = None,
+        final_points: Iterable[tuple[RunId, MetricPoint]] = (),
+    ) -> None:
         """Move a run to ``running``, ``finished``, ``failed`` or ``killed``.
+
+        Parameters
+        ----------
+        run_id : RunId
+            The run.
+        status : str
+            New status.
+        error : str or None
+            Why it failed.
+        final_points : iterable of (RunId, MetricPoint)
+            Metric points of this run to write in the same transaction (a run's last flush).
 
         Raises
         ------
         NotFound
-            When the run does not exist.
+            When the run does not exist (nothing is written).
+        InvalidInput
+            For a bad status or point (nothing is written).
         """
         if status not in _STATUSES:
             raise InvalidInput(
                 f"`status` must be one of {', '.join(_STATUSES)}; got {status!r}.",
                 field="status",
                 value=status,
+            )
+        rows, latest = _prepare_points(final_points)
+        if any(r != run_id for r, _ in latest):
+            raise InvalidInput(
+                "`final_points` must belong to the run being ended.", field="final_points"
             )
         ended = None if status == "running" else self.clock.now()
         with self.transaction() as conn:
@@ -501,6 +551,8 @@ class RunsMixin(StoreBase):
             )
             if result.rowcount == 0:
                 raise NotFound(f"no run with id {run_id!r}.", field="run_id", value=run_id)
+            if rows:
+                self._write_points(conn, rows, list(latest.values()))
             append_event(
                 conn,
                 kind=f"run.{status}",
