@@ -65,7 +65,7 @@ def parse_ref(text: str) -> ModelRef:
         return ModelRef(name=name)
     if sep == "@":
         return ModelRef(name=name, alias=sel)
-    if not sel.isdigit() or int(sel) < 1:
+    if not re.fullmatch(r"[0-9]+", sel) or int(sel) < 1:
         raise InvalidInput(
             f"version in {text!r} must be a positive integer; got {sel!r}.",
             field="version",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 
 from fedloop.core import AuditChainBroken, utc_now
 from fedloop.store.metadata._common import check_text, insert_ignore
@@ -26,6 +26,14 @@ __all__ = [
 ]
 
 GENESIS_HASH = "0" * 64
+_HEAD_FOR_UPDATE = (
+    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+)
+_HEAD_UPDATE = (
+    audit_head.update()
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 _VERIFY_BATCH = 5_000
 
 
@@ -100,15 +108,14 @@ def append_event(
     when = (at or utc_now()).astimezone(UTC)
     at_us = int(when.timestamp() * 1_000_000)
     text_payload = _canonical(payload or {})
-    # Seed the head row first so that even the very first appends serialize on its lock.
-    conn.execute(
-        insert_ignore(
-            conn.dialect.name, audit_head, ["id"], {"id": 1, "seq": 0, "hash": GENESIS_HASH}
+    head = conn.execute(_HEAD_FOR_UPDATE).first()
+    if head is None:  # migration 0001 seeds the row; recreate it if someone removed it
+        conn.execute(
+            insert_ignore(
+                conn.dialect.name, audit_head, ["id"], {"id": 1, "seq": 0, "hash": GENESIS_HASH}
+            )
         )
-    )
-    head = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
+        head = conn.execute(_HEAD_FOR_UPDATE).one()
     prev_seq, prev_hash = int(head.seq), str(head.hash)
     seq = prev_seq + 1
     digest = event_hash(
@@ -120,19 +127,21 @@ def append_event(
         subject=subject,
         payload=text_payload,
     )
+    # Prebuilt statements with bound parameters: SQLAlchemy compiles them once.
     conn.execute(
-        events.insert().values(
-            seq=seq,
-            at_us=at_us,
-            kind=kind,
-            actor=actor,
-            subject=subject,
-            payload=text_payload,
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+        events.insert(),
+        {
+            "seq": seq,
+            "at_us": at_us,
+            "kind": kind,
+            "actor": actor,
+            "subject": subject,
+            "payload": text_payload,
+            "prev_hash": prev_hash,
+            "hash": digest,
+        },
     )
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    conn.execute(_HEAD_UPDATE, {"new_seq": seq, "new_hash": digest})
     return AuditEvent(
         seq=seq,
         at=datetime.fromtimestamp(at_us / 1_000_000, UTC),

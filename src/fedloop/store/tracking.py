@@ -72,11 +72,9 @@ class ActiveRun:
         self._owns_store = owns_store
         self._buffer: list[tuple[RunId, MetricPoint]] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._drained = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._steps: dict[str, int] = {}
-        self._thread: threading.Thread | None = None
         self._closed = False
         self._last_error: FedloopError | None = None
         self._finalizer = weakref.finalize(self, ActiveRun._flush_at_exit, weakref.ref(self))
@@ -183,32 +181,23 @@ class ActiveRun:
         with self._lock:
             for _, p in points:
                 self._steps[p.key] = max(self._steps.get(p.key, -1), p.step)
+            was_empty = len(self._buffer) == 0
             self._buffer.extend(points)
-            pending = len(self._buffer)
-            if self._thread is None:
-                self._start_thread()
-            if pending >= self._max_points:
-                self._wake.set()
+            full = len(self._buffer) >= self._max_points
+            if was_empty or full:
+                _FLUSHER.schedule(self, delay_s=0.0 if full else self._flush_interval_s)
             while len(self._buffer) >= self._max_points * _BACKPRESSURE_FACTOR:
-                self._wake.set()
                 self._drained.wait(timeout=1.0)
 
-    def _start_thread(self) -> None:
-        self._thread = threading.Thread(
-            target=self._flush_loop, name=f"fedloop-tracking-{self.id[:8]}", daemon=True
-        )
-        self._thread.start()
-
-    def _flush_loop(self) -> None:
-        while True:
-            self._wake.wait(self._flush_interval_s)
-            self._wake.clear()
-            if self._closed:
-                return  # end() writes the rest together with the final status
-            try:
-                self.flush()
-            except FedloopError as err:  # raised by end(); StoreUnavailable keeps the points
-                self._last_error = err
+    def _background_flush(self) -> None:
+        """Write the points on the shared flusher thread (when they are due)."""
+        if self._closed:
+            return  # end() writes the rest together with the final status
+        try:
+            self.flush()
+        except FedloopError as err:  # raised by end(); StoreUnavailable keeps the points
+            self._last_error = err
+            _FLUSHER.schedule(self, delay_s=self._flush_interval_s)
 
     def flush(self) -> int:
         """Write all buffered points now.
@@ -287,9 +276,7 @@ class ActiveRun:
         if self._closed:
             return
         self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        _FLUSHER.cancel(self)
         with self._write_lock, self._lock:
             rest, self._buffer = self._buffer, []
         failed_flush, self._last_error = self._last_error, None
@@ -302,7 +289,7 @@ class ActiveRun:
         except StoreUnavailable:
             with self._lock:  # keep everything so that end() can be called again
                 self._buffer[:0] = rest
-            self._last_error, self._closed, self._thread = failed_flush, False, None
+            self._last_error, self._closed = failed_flush, False
             raise
         except BaseException:
             self._release()
@@ -340,6 +327,51 @@ class ActiveRun:
 
     def __repr__(self) -> str:
         return f"ActiveRun(id={self.id!r}, name={self.name!r})"
+
+
+class _Flusher:
+    """One daemon thread per process that writes every run's buffered points when due."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[ActiveRun, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, run: ActiveRun, *, delay_s: float) -> None:
+        """Ask for ``run`` to be flushed within ``delay_s`` seconds."""
+        when = time.monotonic() + delay_s
+        with self._cond:
+            if run in self._due and self._due[run] <= when:
+                return
+            self._due[run] = when
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="fedloop-tracking-flusher", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def cancel(self, run: ActiveRun) -> None:
+        """Forget ``run`` (it is ending and flushes itself)."""
+        with self._cond:
+            self._due.pop(run, None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                ready = [run for run, when in self._due.items() if when <= now]
+                if not ready:
+                    wait = min(self._due.values(), default=now + 60.0) - now
+                    self._cond.wait(timeout=max(wait, 0.001))
+                    continue
+                for run in ready:
+                    del self._due[run]
+            for run in ready:
+                run._background_flush()
+
+
+_FLUSHER = _Flusher()
 
 
 def start_run(

@@ -171,7 +171,7 @@ class ModelsMixin(StoreBase):
                 "description": description,
                 "created_at": now,
             }
-            conn.execute(model_versions.insert().values(**values))
+            conn.execute(model_versions.insert(), values)
             if dataset_ids:
                 conn.execute(
                     model_version_datasets.insert(),

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_args
 
-from sqlalchemy import Connection, Insert, and_, func, select, tuple_
+from sqlalchemy import Connection, Insert, and_, bindparam, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fedloop.core import (
@@ -37,6 +37,11 @@ from fedloop.store.metadata.tables import (
     runs,
 )
 
+_STATUS_UPDATE = (
+    runs.update()
+    .where(runs.c.id == bindparam("target_id"))
+    .values(status=bindparam("status"), ended_at=bindparam("ended_at"), error=bindparam("error"))
+)
 _KINDS = get_args(RunKind)
 _STATUSES = get_args(RunStatus)
 
@@ -229,7 +234,7 @@ class RunsMixin(StoreBase):
                 "uri": uri,
                 "created_at": self.clock.now(),
             }
-            conn.execute(datasets.insert().values(**values))
+            conn.execute(datasets.insert(), values)
         return Dataset(**values)
 
     def get_dataset(self, dataset_id: DatasetId) -> Dataset:
@@ -310,17 +315,18 @@ class RunsMixin(StoreBase):
         now = self.clock.now()
         with self.transaction() as conn:
             conn.execute(
-                runs.insert().values(
-                    id=run_id,
-                    project_id=project_id,
-                    name=name,
-                    kind=kind,
-                    status="running",
-                    parent_run_id=parent_run_id,
-                    created_at=now,
-                    ended_at=None,
-                    error=None,
-                )
+                runs.insert(),
+                {
+                    "id": run_id,
+                    "project_id": project_id,
+                    "name": name,
+                    "kind": kind,
+                    "status": "running",
+                    "parent_run_id": parent_run_id,
+                    "created_at": now,
+                    "ended_at": None,
+                    "error": None,
+                },
             )
             if p:
                 conn.execute(
@@ -545,9 +551,8 @@ class RunsMixin(StoreBase):
         ended = None if status == "running" else self.clock.now()
         with self.transaction() as conn:
             result = conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(status=status, ended_at=ended, error=error)
+                _STATUS_UPDATE,
+                {"target_id": run_id, "status": status, "ended_at": ended, "error": error},
             )
             if result.rowcount == 0:
                 raise NotFound(f"no run with id {run_id!r}.", field="run_id", value=run_id)
@@ -730,7 +735,7 @@ class RunsMixin(StoreBase):
         with self.transaction() as conn:
             if run_id is not None:
                 self._require_run(conn, run_id)
-            conn.execute(artifacts.insert().values(**values))
+            conn.execute(artifacts.insert(), values)
         return StoredArtifact(**values)
 
     def list_artifacts(self, run_id: RunId) -> list[StoredArtifact]:

@@ -348,6 +348,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("version_id", "dataset_id", name=op.f("pk_model_version_datasets")),
     )
+    # The audit chain's head row exists from the start, so even the first appends lock it.
+    op.bulk_insert(
+        sa.table("audit_head", sa.column("id"), sa.column("seq"), sa.column("hash")),
+        [{"id": 1, "seq": 0, "hash": "0" * 64}],
+    )
 
 
 def downgrade() -> None:
