@@ -89,17 +89,14 @@ def quickstart(
 def main() -> None:
     """Run the CLI, rendering fedloop errors as one headline plus a hint (no traceback)."""
     try:
-        app(standalone_mode=False)
+        # Standalone mode: typer/click render usage errors themselves (exit 2) and exit via
+        # SystemExit; our own errors and bugs come out of app() as exceptions.
+        app(prog_name="fedloop")
     except FedloopError as err:
         stderr.print(f"[bold red]Error ({err.code}):[/] {escape(err.message)}")
         if err.hint:
             stderr.print(f"[bold]Hint:[/] {escape(err.hint)}")
         sys.exit(err.exit_code)
-    except typer.Abort:
-        stderr.print("[bold red]Aborted.[/]")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         stderr.print("[bold red]Interrupted.[/]")
         sys.exit(130)

@@ -291,9 +291,15 @@ def read_package(folder: Path) -> ModelPackage:
     try:
         manifest = json.loads(manifest_path.read_text())
         entries = manifest["files"]
+        if not isinstance(entries, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in entries.values()
+        ):
+            raise TypeError("`files` must map each file name to {sha256, size_bytes}")
     except (ValueError, KeyError, TypeError) as err:
         raise InvalidInput(
-            f"{manifest_path} is not a fedloop manifest: {err}.", field="manifest.json"
+            f"{manifest_path} is not a fedloop manifest: {err}.",
+            field="manifest.json",
+            hint="Export the package again with `fedloop models export`.",
         ) from err
     data: dict[str, bytes] = {}
     for name in ("weights.safetensors", "model.onnx", "signature.json"):
@@ -308,9 +314,17 @@ def read_package(folder: Path) -> ModelPackage:
                 hint="Export the package again from the registry.",
             )
         data[name] = blob
+    try:
+        signature = Signature.model_validate_json(data["signature.json"])
+    except ValueError as err:  # pydantic's ValidationError is a ValueError
+        raise InvalidInput(
+            f"{folder / 'signature.json'} is not a valid signature: {err}.",
+            field="signature.json",
+            hint="Export the package again with `fedloop models export`.",
+        ) from err
     return ModelPackage(
         weights=decode_parameters(data["weights.safetensors"], field="weights.safetensors"),
         onnx_model=data["model.onnx"],
-        signature=Signature.model_validate_json(data["signature.json"]),
+        signature=signature,
         metadata=dict(manifest.get("metadata", {})),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ from fedloop.core import (
     DatasetId,
     InvalidInput,
     ModelVersionId,
+    NotFound,
     Parameters,
     RunId,
     Signature,
@@ -27,6 +29,7 @@ from fedloop.store import (
     Project,
     RegisteredModel,
     SqlMetadataStore,
+    check_name,
 )
 
 __all__ = ["ModelRegistry"]
@@ -47,6 +50,19 @@ def _metrics(values: Mapping[str, Any] | None) -> dict[str, float]:
             )
         out[str(key)] = number
     return out
+
+
+def _json_mapping(values: Mapping[str, Any] | None, *, field: str) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    try:
+        return dict(json.loads(json.dumps(dict(values), allow_nan=False)))
+    except (TypeError, ValueError) as err:
+        raise InvalidInput(
+            f"`{field}` must be a JSON mapping of finite numbers, strings, lists and mappings: {err}.",
+            field=field,
+            hint="Convert numpy scalars with float() and drop non-JSON values.",
+        ) from err
 
 
 class ModelRegistry:
@@ -140,6 +156,7 @@ class ModelRegistry:
         NotFound
             When ``run_id`` or ``parent_version`` does not exist (nothing is recorded).
         """
+        check_name(name, field="model_name")
         params = validate_parameters(weights, field="weights")
         sig = check_onnx(onnx_model, signature)
         metric_values = _metrics(metrics)
@@ -148,6 +165,15 @@ class ModelRegistry:
             parent_id = self.metadata.get_model_version(name, parent_version).id
         if run_id is not None:
             self.metadata.get_run(run_id)
+        for i, (dataset_id, _) in enumerate(datasets):
+            if self.metadata.find_dataset(dataset_id) is None:
+                raise NotFound(
+                    f"data set {dataset_id!r} (datasets[{i}]) does not exist.",
+                    field=f"datasets[{i}]",
+                    value=dataset_id,
+                    hint="Record it first with metadata.register_dataset().",
+                )
+        privacy_values = _json_mapping(privacy, field="privacy")
         weights_ref = self.artifacts.put_bytes(encode_parameters(params))
         onnx_ref = self.artifacts.put_bytes(bytes(onnx_model))
         return self.metadata.create_model_version(
@@ -162,7 +188,7 @@ class ModelRegistry:
             parent_version_id=parent_id,
             dataset_ids=datasets,
             contributors=contributors,
-            privacy=privacy,
+            privacy=privacy_values,
             description=description,
             actor=actor,
         )

@@ -16,6 +16,7 @@ from fedloop.store.metadata import (
     Run,
     StoredArtifact,
 )
+from fedloop.store.metadata._common import check_name
 from fedloop.store.metadata.sql import MetadataStore, SqlMetadataStore
 from fedloop.store.tracking import ActiveRun, start_run
 from fedloop.store.workspace import CONFIG_FILE, Workspace, load_config, open_workspace
@@ -42,6 +43,7 @@ __all__ = [
     "SqlMetadataStore",
     "StoredArtifact",
     "Workspace",
+    "check_name",
     "load_config",
     "open_workspace",
     "start_run",

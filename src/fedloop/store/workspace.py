@@ -127,7 +127,6 @@ def open_workspace(
     ConfigError, StoreUnavailable, SchemaTooNew, MissingExtraError
         When a store cannot be opened.
     """
-    artifacts = FsspecArtifactStore(config.artifacts_url(base=base))
     metadata = SqlMetadataStore(
         config.store_url(base=base),
         busy_timeout_ms=config.store.busy_timeout_ms,
@@ -136,6 +135,7 @@ def open_workspace(
         clock=clock,
     )
     try:
+        artifacts = FsspecArtifactStore(config.artifacts_url(base=base))
         project = metadata.ensure_project(config.project.name)
     except BaseException:
         metadata.close()

@@ -33,7 +33,9 @@ def _champion(registry: ModelRegistry) -> int:
         pytest.param("fraud@champion", ModelRef(name="fraud", alias="champion"), id="alias"),
         pytest.param("fraud:3", ModelRef(name="fraud", version=3), id="colon"),
         pytest.param("fraud/12", ModelRef(name="fraud", version=12), id="slash"),
-        pytest.param("fraud-detector.v2:1", ModelRef(name="fraud-detector.v2", version=1), id="dots"),
+        pytest.param(
+            "fraud-detector.v2:1", ModelRef(name="fraud-detector.v2", version=1), id="dots"
+        ),
     ],
 )
 def test_parse_ref_reads_references(text: str, expected: ModelRef) -> None:
@@ -114,7 +116,7 @@ def test_promote_moves_alias_from_previous_version(model: ModelRegistry) -> None
 
 
 def test_aliases_are_independent(model: ModelRegistry) -> None:
-    """champion and challenger point at different versions at once."""
+    """The champion and challenger aliases point at different versions at once."""
     # Act
     model.promote("m", 1, alias=CHAMPION)
     model.promote("m", 3, alias=CHALLENGER)
@@ -195,7 +197,11 @@ def test_promote_unknown_model_is_not_found(model: ModelRegistry) -> None:
 
 @pytest.mark.parametrize(
     "alias",
-    [pytest.param("", id="empty"), pytest.param("bad alias", id="space"), pytest.param("a" * 101, id="long")],
+    [
+        pytest.param("", id="empty"),
+        pytest.param("bad alias", id="space"),
+        pytest.param("a" * 101, id="long"),
+    ],
 )
 def test_promote_rejects_bad_alias(model: ModelRegistry, alias: str) -> None:
     """An alias that is empty, has spaces or is over 100 characters raises InvalidInput."""

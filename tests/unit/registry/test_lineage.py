@@ -50,9 +50,7 @@ def run(workspace: Workspace, train_set: Dataset, eval_set: Dataset) -> Run:
 
 
 @pytest.fixture
-def history(
-    registry: ModelRegistry, run: Run, weights: Parameters, graph: bytes
-) -> ModelRegistry:
+def history(registry: ModelRegistry, run: Run, weights: Parameters, graph: bytes) -> ModelRegistry:
     """Return a registry with v1 -> v2 -> v3 (warm starts); v3 has the run, contributors, privacy."""
     registry.register("m", weights=weights, onnx_model=graph)
     registry.register("m", weights=weights, onnx_model=graph, parent_version=1)

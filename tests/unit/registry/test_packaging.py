@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -229,9 +230,11 @@ def test_write_package_replaces_existing_package(
 def test_write_package_refuses_nan_weights(package: ModelPackage, tmp_path: Path) -> None:
     """A package with NaN weights is refused with InvalidInput naming the tensor."""
     # Arrange
-    weights = dict(package.weights)
+    weights = OrderedDict(package.weights)
     weights["0.bias"] = np.array([np.nan])
-    bad = ModelPackage(weights=weights, onnx_model=package.onnx_model, signature=package.signature, metadata={})  # type: ignore[arg-type]
+    bad = ModelPackage(
+        weights=weights, onnx_model=package.onnx_model, signature=package.signature, metadata={}
+    )
 
     # Act / Assert
     with pytest.raises(InvalidInput) as info:
@@ -317,6 +320,7 @@ def test_malformed_manifest_is_invalid_input(folder: Path, text: str) -> None:
 )
 def test_malformed_manifest_entry_is_invalid_input(folder: Path, entry: Any) -> None:
     """A manifest whose file entry lacks a sha256 raises InvalidInput, not a raw Python error."""
+
     # Arrange
     def change(manifest: dict[str, Any]) -> None:
         manifest["files"]["model.onnx"] = entry

@@ -24,8 +24,7 @@ from fedloop.core import (
     TensorSpec,
     resolve,
 )
-from fedloop.registry import ModelRegistry, infer_signature
-from fedloop.registry.aliases import ModelRef
+from fedloop.registry import ModelRef, ModelRegistry, infer_signature
 from fedloop.store import Workspace, open_workspace
 
 
@@ -605,28 +604,45 @@ def test_list_versions_of_unknown_model_is_not_found(registry: ModelRegistry) ->
 # -- concurrency -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ],
+)
 def test_concurrent_registrations_get_consecutive_versions(
-    tmp_path: Path, build_weights: Callable[[int], Parameters], graph: bytes
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    build_weights: Callable[[int], Parameters],
+    graph: bytes,
+    backend: str,
 ) -> None:
     """Two threads registering five versions each of one new model get versions 1-10 once each."""
     # Arrange
-    config = resolve({"project": {"dir": str(tmp_path / ".fedloop")}}, {}, {}).config
-    barrier = threading.Barrier(2)
+    store: dict[str, str] = {"artifacts_url": str(tmp_path / "artifacts")}
+    if backend == "postgres":
+        store["url"] = request.getfixturevalue("postgres_db_url")
+    config = resolve(
+        {"project": {"dir": str(tmp_path / ".fedloop")}, "store": store}, {}, {}
+    ).config
+    open_workspace(config).close()  # migrate once, before the race
+    barrier = threading.Barrier(2, timeout=30)
     results: dict[int, list[int]] = {0: [], 1: []}
     errors: list[BaseException] = []
 
     def worker(index: int) -> None:
-        with open_workspace(config) as ws:
-            registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
-            barrier.wait()
-            try:
+        try:
+            with open_workspace(config) as ws:
+                registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
+                barrier.wait()
                 for i in range(5):
                     mv = registry.register(
                         "m", weights=build_weights(index * 10 + i), onnx_model=graph
                     )
                     results[index].append(mv.version)
-            except BaseException as err:  # collected for the assertion below
-                errors.append(err)
+        except BaseException as err:  # collected for the assertion below
+            errors.append(err)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
 
@@ -634,10 +650,9 @@ def test_concurrent_registrations_get_consecutive_versions(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=120)
 
     # Assert
     assert errors == []
     assert sorted(results[0] + results[1]) == list(range(1, 11))
     assert all(r == sorted(r) for r in results.values())
-

@@ -146,10 +146,11 @@ class TorchAdapter:
         """
         params = validate_parameters(parameters)
         own = self.module.state_dict()
-        if list(params) != list(own):
-            missing = sorted(set(own) - set(params)) or sorted(set(params) - set(own))
+        if set(params) != set(own):
+            missing, extra = sorted(set(own) - set(params)), sorted(set(params) - set(own))
             raise InvalidInput(
-                f"parameter names do not match the model (first difference: {missing[:1]}).",
+                f"parameter names do not match the model (missing: {missing[:3]}, "
+                f"unexpected: {extra[:3]}).",
                 field="parameters",
                 hint="Load weights of the same architecture.",
             )
@@ -161,10 +162,7 @@ class TorchAdapter:
                     field=f"parameters.{name}",
                 )
         self.module.load_state_dict(
-            OrderedDict(
-                (k, torch.from_numpy(np.array(v, dtype=np.float32, copy=True)))
-                for k, v in params.items()
-            )
+            OrderedDict((k, torch.tensor(params[k], dtype=own[k].dtype)) for k in own)
         )
 
     # -- training ------------------------------------------------------------------------------

@@ -237,6 +237,12 @@ class RunsMixin(StoreBase):
             conn.execute(datasets.insert(), values)
         return Dataset(**values)
 
+    def find_dataset(self, dataset_id: DatasetId) -> Dataset | None:
+        """Return a data set by id, or None."""
+        with self.reading() as conn:
+            row = conn.execute(select(datasets).where(datasets.c.id == dataset_id)).first()
+        return Dataset(**row._mapping) if row else None
+
     def get_dataset(self, dataset_id: DatasetId) -> Dataset:
         """Return a data set by id.
 
@@ -245,13 +251,12 @@ class RunsMixin(StoreBase):
         NotFound
             When there is no such data set.
         """
-        with self.reading() as conn:
-            row = conn.execute(select(datasets).where(datasets.c.id == dataset_id)).first()
-        if row is None:
+        found = self.find_dataset(dataset_id)
+        if found is None:
             raise NotFound(
                 f"no data set with id {dataset_id!r}.", field="dataset_id", value=dataset_id
             )
-        return Dataset(**row._mapping)
+        return found
 
     def list_datasets(self, project_id: ProjectId) -> list[Dataset]:
         """Return the project's data sets, newest first."""

@@ -115,7 +115,8 @@ def create_store_engine(
     except (OperationalError, SAInterfaceError) as err:
         engine.dispose()
         raise StoreUnavailable(
-            f"the metadata store at {_mask(url)} cannot be reached: {err.orig}.",
+            f"the metadata store at {_mask(url)} cannot be reached: "
+            f"{' '.join(str(err.orig).split()).rstrip('.?')}.",
             field="store.url",
             value=_mask(url),
             hint="Check that the database server is running and the URL (host, port, "
