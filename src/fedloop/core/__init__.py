@@ -2,10 +2,12 @@
 
 from fedloop.core.clock import Clock, FixedClock, SystemClock, utc_now
 from fedloop.core.config import (
+    FederatedConfig,
     FedloopConfig,
     ProjectConfig,
     ResolvedConfig,
     StoreConfig,
+    StrategyConfig,
     TrackingConfig,
     parse_toml,
     resolve,
@@ -66,6 +68,7 @@ __all__ = [
     "Conflict",
     "DatasetId",
     "EventId",
+    "FederatedConfig",
     "FederationError",
     "FedloopConfig",
     "FedloopError",
@@ -91,6 +94,7 @@ __all__ = [
     "SignatureMismatch",
     "StoreConfig",
     "StoreUnavailable",
+    "StrategyConfig",
     "SystemClock",
     "TensorSpec",
     "TrackingConfig",

@@ -13,10 +13,12 @@ from fedloop.core.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "FederatedConfig",
     "FedloopConfig",
     "ProjectConfig",
     "ResolvedConfig",
     "StoreConfig",
+    "StrategyConfig",
     "TrackingConfig",
     "parse_toml",
     "resolve",
@@ -88,12 +90,69 @@ class TrackingConfig(_Section):
     max_buffered_points: int = Field(default=5_000, ge=1, le=10_000_000)
 
 
+class FederatedConfig(_Section):
+    """How the coordinator runs rounds.
+
+    Parameters
+    ----------
+    num_rounds : int, default 10
+        Rounds to run.
+    clients_per_round : int or None, default None
+        Updates aggregated per round; None means ``fraction_train`` of the available clients.
+    fraction_train : float, default 1.0
+        Fraction of available clients aggregated per round when ``clients_per_round`` is None.
+    min_clients : int, default 1
+        A round with fewer accepted updates is skipped (the model does not change).
+    over_selection : float, default 0.0
+        Extra fraction of clients selected so that stragglers and failures do not stall a round;
+        the first ``clients_per_round`` accepted updates (by client id) are aggregated.
+    round_timeout_s : float, default 600
+        Deadline of a round; clients that have not answered by then are dropped from it.
+    local_epochs : int, default 1
+        Epochs each client trains per round.
+    max_update_norm : float or None, default None
+        Updates whose change (L2 norm of client minus global weights) exceeds this are rejected.
+    max_skipped_rounds : int, default 3
+        Consecutive skipped rounds after which the run fails.
+    seed : int, default 0
+        Seeds client sampling and client training (the run is reproducible bit for bit).
+    """
+
+    num_rounds: int = Field(default=10, ge=1, le=100_000)
+    clients_per_round: int | None = Field(default=None, ge=1)
+    fraction_train: float = Field(default=1.0, gt=0, le=1)
+    min_clients: int = Field(default=1, ge=1)
+    over_selection: float = Field(default=0.0, ge=0, le=10)
+    round_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
+    local_epochs: int = Field(default=1, ge=1, le=1_000)
+    max_update_norm: float | None = Field(default=None, gt=0)
+    max_skipped_rounds: int = Field(default=3, ge=0)
+    seed: int = Field(default=0, ge=0)
+
+
+class StrategyConfig(_Section):
+    """Which aggregation rule to use and its hyperparameters.
+
+    Parameters
+    ----------
+    name : str, default "fedavg"
+        fedavg, fedprox, fedadam, fedyogi, fedadagrad, median, trimmed_mean, krum, multikrum, fedbuff.
+    params : dict, default {}
+        Constructor arguments of the strategy (e.g. ``proximal_mu = 0.01``).
+    """
+
+    name: str = "fedavg"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class FedloopConfig(_Section):
     """The whole effective configuration, one section per package."""
 
     project: ProjectConfig = ProjectConfig()
     store: StoreConfig = StoreConfig()
     tracking: TrackingConfig = TrackingConfig()
+    federated: FederatedConfig = FederatedConfig()
+    strategy: StrategyConfig = StrategyConfig()
 
     def store_url(self, *, base: Path | None = None) -> str:
         """Return the metadata store URL, defaulting to SQLite in the project folder.

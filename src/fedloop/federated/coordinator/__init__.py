@@ -1,3 +1,6 @@
-"""The coordinator: a transport-free state machine for federated rounds (issue 3)."""
+"""The coordinator: a transport-free state machine for federated rounds, checkpointed per round."""
 
-__all__: list[str] = []
+from fedloop.federated.coordinator.coordinator import Coordinator, RoundReport, select_clients
+from fedloop.federated.coordinator.validation import check_update
+
+__all__ = ["Coordinator", "RoundReport", "check_update", "select_clients"]

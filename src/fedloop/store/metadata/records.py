@@ -14,6 +14,8 @@ __all__ = [
     "Contributor",
     "Dataset",
     "Deployment",
+    "FlClientRound",
+    "FlRound",
     "MetricPoint",
     "ModelVersion",
     "Project",
@@ -172,3 +174,36 @@ class AuditEvent:
     payload: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlClientRound:
+    """What one client did in one federated round (never its data or its raw update)."""
+
+    client_id: str
+    status: str  # ok | failed | rejected | timeout | unused
+    reason: str | None
+    num_examples: int | None
+    metrics: dict[str, float]
+    bytes_up: int
+    bytes_down: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlRound:
+    """A completed federated round: its checkpoint and its summary."""
+
+    run_id: RunId
+    round: int
+    status: str  # completed | skipped
+    parameters_digest: str
+    state_digest: str | None
+    num_selected: int
+    num_succeeded: int
+    num_failed: int
+    bytes_up: int
+    bytes_down: int
+    seconds: float
+    metrics: dict[str, float]
+    created_at: datetime

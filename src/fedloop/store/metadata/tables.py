@@ -32,6 +32,8 @@ __all__ = [
     "datasets",
     "deployments",
     "events",
+    "fl_client_rounds",
+    "fl_rounds",
     "latest_metrics",
     "metadata",
     "metrics",
@@ -284,4 +286,38 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+fl_rounds = Table(
+    "fl_rounds",
+    metadata,
+    Column("run_id", _ID, ForeignKey("runs.id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("parameters_digest", String(64), nullable=False),
+    Column("state_digest", String(64), nullable=True),
+    Column("num_selected", Integer, nullable=False),
+    Column("num_succeeded", Integer, nullable=False),
+    Column("num_failed", Integer, nullable=False),
+    Column("bytes_up", BigInteger, nullable=False),
+    Column("bytes_down", BigInteger, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("metrics", _JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+fl_client_rounds = Table(
+    "fl_client_rounds",
+    metadata,
+    Column("run_id", _ID, ForeignKey("runs.id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("client_id", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("num_examples", BigInteger, nullable=True),
+    Column("metrics", _JSON, nullable=False),
+    Column("bytes_up", BigInteger, nullable=False),
+    Column("bytes_down", BigInteger, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Index(None, "run_id", "client_id"),
 )

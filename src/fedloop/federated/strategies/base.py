@@ -1,0 +1,146 @@
+"""The ``Strategy`` interface: how a federated round is configured and how updates are combined."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from fedloop.core import AggregationError, InvalidInput, Parameters
+
+__all__ = ["ClientUpdate", "Strategy", "weighted_average"]
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """What one client sent back after local training.
+
+    Attributes
+    ----------
+    client_id : str
+        Who sent it.
+    parameters : Parameters
+        The client's model after local training (full weights, not a delta).
+    num_examples : int
+        Examples it trained on (the FedAvg weight).
+    metrics : dict
+        Training metrics it reported (``loss``…).
+    base_round : int
+        The round whose global model the client started from (for staleness in async rules).
+    """
+
+    client_id: str
+    parameters: Parameters
+    num_examples: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    base_round: int = 0
+
+
+def weighted_average(tensors: Sequence[Parameters], weights: Sequence[float]) -> Parameters:
+    """Average parameter maps with weights, in float64, cast back to each tensor's dtype.
+
+    Parameters
+    ----------
+    tensors : sequence of OrderedDict[str, ndarray]
+        Same names, shapes and dtypes in each.
+    weights : sequence of float
+        Non-negative, not all zero.
+
+    Returns
+    -------
+    OrderedDict[str, ndarray]
+        ``sum_i w_i * t_i / sum_i w_i`` per tensor.
+
+    Raises
+    ------
+    AggregationError
+        When there is nothing to average or the weights sum to zero.
+    """
+    if not tensors:
+        raise AggregationError("no updates to aggregate.", field="updates")
+    total = float(sum(weights))
+    if total <= 0:
+        raise AggregationError(
+            "the aggregation weights sum to zero (every update reported 0 examples).",
+            field="num_examples",
+        )
+    out: Parameters = OrderedDict()
+    for name, first in tensors[0].items():
+        acc = np.zeros(first.shape, dtype=np.float64)
+        for params, w in zip(tensors, weights, strict=True):
+            acc += params[name].astype(np.float64) * (w / total)
+        out[name] = acc.astype(first.dtype)
+    return out
+
+
+def _stack(updates: Sequence[ClientUpdate], name: str) -> npt.NDArray[np.float64]:
+    return np.stack([u.parameters[name].astype(np.float64) for u in updates])
+
+
+class Strategy(ABC):
+    """Base class of aggregation rules.
+
+    A strategy is configured by constructor arguments (stored unchanged and returned by
+    :meth:`get_params`, which goes into the run record), may hold server-side state (an
+    optimizer's moments, an async buffer) that :meth:`state_dict` / :meth:`load_state_dict`
+    checkpoint, and turns client updates into the next global model. Updates arrive sorted by
+    ``client_id`` so that results are deterministic.
+
+    Subclasses set ``name`` and implement :meth:`aggregate_train`; they may override
+    :meth:`configure_train` to send settings to clients (FedProx's ``proximal_mu``).
+    """
+
+    name: ClassVar[str] = "strategy"
+    #: True for rules that aggregate as updates arrive rather than per synchronous round.
+    asynchronous: ClassVar[bool] = False
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-ready) for the run record."""
+        return {}
+
+    def initialize(self, parameters: Parameters) -> None:  # noqa: B027 - optional hook
+        """Prepare server-side state for a model of this shape (called once per run)."""
+
+    def configure_train(self, round_num: int) -> dict[str, Any]:
+        """Return the settings sent to every selected client for this round."""
+        return {}
+
+    @abstractmethod
+    def aggregate_train(
+        self, round_num: int, current: Parameters, updates: Sequence[ClientUpdate]
+    ) -> Parameters:
+        """Return the next global model from the current one and this round's updates.
+
+        Raises
+        ------
+        AggregationError
+            When the updates cannot be combined.
+        """
+
+    def state_dict(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Return server-side state as named arrays (checkpointed with the model)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, npt.NDArray[np.generic]]) -> None:  # noqa: B027
+        """Restore what :meth:`state_dict` returned."""
+
+    @staticmethod
+    def _check_positive(value: float, *, field: str, upper: float | None = None) -> float:
+        if (
+            not isinstance(value, (int, float))
+            or not value > 0
+            or (upper is not None and value > upper)
+        ):
+            bound = f"(0, {upper}]" if upper is not None else "> 0"
+            raise InvalidInput(
+                f"`strategy.{field}` must be a number {bound}; got {value!r}.",
+                field=f"strategy.{field}",
+                value=value,
+                hint=f"Set it under [strategy] in fedloop.toml or pass --{field.replace('_', '-')}.",
+            )
+        return float(value)
