@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from fedloop import __version__
-from fedloop.cli import audit, config, models, runs, store
+from fedloop.cli import audit, config, federated, models, runs, store
 from fedloop.cli._context import state, stderr
 from fedloop.core import FedloopError
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
+app.add_typer(federated.app, name="federated")
 app.add_typer(audit.app, name="audit")
 app.add_typer(store.app, name="store")
 app.add_typer(config.app, name="config")

@@ -1,0 +1,235 @@
+"""``LocalBackend``: many virtual clients hosted by a few worker processes on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import IO, Any
+
+from fedloop.core import InvalidInput, StoreUnavailable, decode_parameters, encode_parameters
+from fedloop.federated.messages import FitIns, FitOutcome, FitRes
+from fedloop.federated.wire import read_frame, write_frame
+
+__all__ = ["LocalBackend"]
+
+
+class _Worker:
+    def __init__(self, index: int, spec: dict[str, Any]) -> None:
+        self.index = index
+        self.spec = spec
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fedloop.federated.simulation.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        )
+        stdin, stdout = self._pipes()
+        write_frame(stdin, self.spec)
+        header, _ = read_frame(stdout)
+        if header.get("type") != "ready":
+            raise StoreUnavailable(f"simulation worker {self.index} did not start: {header}.")
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self.proc is None or self.proc.stdin is None or self.proc.stdout is None:
+            raise EOFError(f"simulation worker {self.index} is not running")
+        return self.proc.stdin, self.proc.stdout
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def run_round(
+        self, round_num: int, clients: list[str], payload: bytes, config: Mapping[str, Any]
+    ) -> list[FitOutcome]:
+        with self.lock:
+            if not self.alive():
+                self.start()
+            stdin, stdout = self._pipes()
+            write_frame(
+                stdin,
+                {"type": "round", "round": round_num, "clients": clients, "config": dict(config)},
+                payload,
+            )
+            outcomes = []
+            for _ in clients:
+                header, body = read_frame(stdout)
+                client_id = str(header.get("client_id"))
+                seconds = float(header.get("seconds", 0.0))
+                if "error" in header:
+                    outcomes.append(
+                        FitOutcome(
+                            client_id,
+                            None,
+                            str(header["error"]),
+                            seconds=seconds,
+                            bytes_down=len(payload),
+                        )
+                    )
+                    continue
+                try:
+                    params = decode_parameters(body, field=f"update from {client_id}")
+                except InvalidInput as err:
+                    outcomes.append(
+                        FitOutcome(
+                            client_id,
+                            None,
+                            err.message,
+                            seconds=seconds,
+                            bytes_up=len(body),
+                            bytes_down=len(payload),
+                        )
+                    )
+                    continue
+                res = FitRes(
+                    params,
+                    int(header.get("num_examples", 0)),
+                    {k: float(v) for k, v in dict(header.get("metrics", {})).items()},
+                    round_num=int(header.get("round", -1)),
+                )
+                outcomes.append(
+                    FitOutcome(
+                        client_id, res, seconds=seconds, bytes_up=len(body), bytes_down=len(payload)
+                    )
+                )
+            return outcomes
+
+
+class LocalBackend:
+    """A process pool of simulation workers behind the :class:`Transport` interface.
+
+    Each worker process imports the client factory once and hosts many virtual clients (a
+    client is created on its first round and kept). Client ``i`` (in sorted id order) always
+    lives on worker ``i % num_workers``. Tensors travel as safetensors frames over pipes;
+    nothing is pickled. A worker that dies is restarted at the next round and its clients of
+    the current round are reported failed; one that misses the deadline is killed and its
+    clients are reported timed out.
+
+    Parameters
+    ----------
+    factory : str
+        Dotted path ``package.module:function``; ``function(client_id, **kwargs) -> Client``.
+    client_ids : sequence of str
+        The virtual clients.
+    num_workers : int, default: number of CPUs
+        Worker processes.
+    kwargs : Mapping or None
+        JSON-serializable keyword arguments for the factory.
+    """
+
+    def __init__(
+        self,
+        factory: str,
+        client_ids: Sequence[str],
+        *,
+        num_workers: int | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if ":" not in factory:
+            raise InvalidInput(
+                f"`factory` must be 'package.module:function'; got {factory!r}.", field="factory"
+            )
+        workers = num_workers or os.cpu_count() or 1
+        if workers < 1:
+            raise InvalidInput(f"`num_workers` must be >= 1; got {workers}.", field="num_workers")
+        self.client_ids = sorted(client_ids)
+        if not self.client_ids:
+            raise InvalidInput("at least one client is needed.", field="client_ids")
+        self.offline: set[str] = set()
+        spec = {"type": "spec", "factory": factory, "kwargs": dict(kwargs or {})}
+        self._workers = [_Worker(i, spec) for i in range(min(workers, len(self.client_ids)))]
+        self._home = {c: i % len(self._workers) for i, c in enumerate(self.client_ids)}
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(self._workers), thread_name_prefix="fedloop-sim"
+        )
+        for done in wait([self._pool.submit(w.start) for w in self._workers]).done:
+            done.result()
+
+    @property
+    def num_workers(self) -> int:
+        """Return the number of worker processes."""
+        return len(self._workers)
+
+    def worker_pids(self) -> list[int | None]:
+        """Return the worker processes' ids (None for a worker not running)."""
+        return [w.proc.pid if w.proc is not None else None for w in self._workers]
+
+    def list_clients(self) -> Sequence[str]:
+        """Return the ids of the clients not marked offline."""
+        return [c for c in self.client_ids if c not in self.offline]
+
+    def fit(
+        self,
+        round_num: int,
+        instructions: Mapping[str, FitIns],
+        *,
+        timeout_s: float,
+        enough: int | None = None,
+    ) -> list[FitOutcome]:
+        """Send the round's model once per worker and collect one outcome per client."""
+        if not instructions:
+            return []
+        first = next(iter(instructions.values()))
+        payload = encode_parameters(first.parameters)
+        by_worker: dict[int, list[str]] = {}
+        for client_id in sorted(instructions):
+            by_worker.setdefault(self._home[client_id], []).append(client_id)
+        futures = {
+            self._pool.submit(self._workers[w].run_round, round_num, ids, payload, first.config): (
+                w,
+                ids,
+            )
+            for w, ids in by_worker.items()
+        }
+        done, pending = wait(futures, timeout=timeout_s)
+        outcomes: list[FitOutcome] = []
+        for future in done:
+            w, ids = futures[future]
+            try:
+                outcomes.extend(future.result())
+            except (EOFError, OSError, InvalidInput, StoreUnavailable) as err:
+                self._workers[w].kill()
+                outcomes.extend(
+                    FitOutcome(c, None, f"worker {w} failed: {err}", bytes_down=len(payload))
+                    for c in ids
+                )
+        for future in pending:
+            w, ids = futures[future]
+            self._workers[w].kill()  # unblocks its reader thread; restarted next round
+            outcomes.extend(
+                FitOutcome(c, None, "no answer before the round deadline", timed_out=True)
+                for c in ids
+            )
+        time.sleep(0)  # let killed workers' threads finish
+        return outcomes
+
+    def close(self) -> None:
+        """Stop every worker process."""
+        for worker in self._workers:
+            if worker.proc is not None and worker.proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    worker.proc.stdin.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    worker.proc.wait(timeout=5)
+            worker.kill()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
