@@ -49,6 +49,12 @@ def simulate(
     register: bool = typer.Option(
         True, "--register/--no-register", help="Register the final model."
     ),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (worker processes) or inprocess."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=512, help="Worker processes of the local backend."
+    ),
 ) -> None:
     """Run a federated simulation with the coordinator checkpointing every round."""
     if scenario not in SIMULATIONS:
