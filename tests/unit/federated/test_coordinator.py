@@ -29,7 +29,9 @@ class ShiftClient:
 
     def fit(self, ins: FitIns) -> FitRes:
         self.calls += 1
-        params = OrderedDict((k, (v + self.offset).astype(v.dtype)) for k, v in ins.parameters.items())
+        params = OrderedDict(
+            (k, (v + self.offset).astype(v.dtype)) for k, v in ins.parameters.items()
+        )
         return FitRes(params, self.examples, {"loss": abs(self.offset)}, round_num=ins.round_num)
 
 
@@ -52,7 +54,9 @@ class CrashingClient:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    workspace = open_workspace(resolve({"project": {"dir": str(tmp_path / ".fedloop")}}, {}, {}).config)
+    workspace = open_workspace(
+        resolve({"project": {"dir": str(tmp_path / ".fedloop")}}, {}, {}).config
+    )
     yield workspace
     workspace.close()
 
@@ -171,7 +175,10 @@ def test_malformed_update_is_rejected_and_never_reaches_the_model(
     """A bad update is rejected with a logged reason; the model equals the honest average."""
     # Arrange
     coordinator = _coordinator(
-        ws, {"a": ShiftClient(1.0), "evil": BrokenClient(_bad(kind))}, num_rounds=1, max_update_norm=100.0
+        ws,
+        {"a": ShiftClient(1.0), "evil": BrokenClient(_bad(kind))},
+        num_rounds=1,
+        max_update_norm=100.0,
     )
     run_id = coordinator.start(ws.project.id, INITIAL)
 
@@ -246,6 +253,7 @@ def test_over_selection_uses_only_the_needed_updates(ws: Workspace) -> None:
 
 def test_interrupted_run_resumes_to_the_same_model(ws: Workspace) -> None:
     """A coordinator stopped after round 2 and restarted ends with the uninterrupted model."""
+
     # Arrange
     def clients() -> dict[str, object]:
         return {f"c{i}": ShiftClient(0.1 * (i + 1), 10 + i) for i in range(5)}

@@ -57,14 +57,21 @@ class _Worker:
         self, round_num: int, clients: list[str], payload: bytes, config: Mapping[str, Any]
     ) -> list[FitOutcome]:
         with self.lock:
-            if not self.alive():
+            header = {
+                "type": "round",
+                "round": round_num,
+                "clients": clients,
+                "config": dict(config),
+            }
+            try:
+                if not self.alive():
+                    self.start()
+                write_frame(self._pipes()[0], header, payload)
+            except (BrokenPipeError, EOFError):  # died since the last round: replace it once
+                self.kill()
                 self.start()
-            stdin, stdout = self._pipes()
-            write_frame(
-                stdin,
-                {"type": "round", "round": round_num, "clients": clients, "config": dict(config)},
-                payload,
-            )
+                write_frame(self._pipes()[0], header, payload)
+            stdout = self._pipes()[1]
             outcomes = []
             for _ in clients:
                 header, body = read_frame(stdout)
