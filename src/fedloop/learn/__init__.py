@@ -5,12 +5,30 @@ from __future__ import annotations
 import typing as _typing
 
 from fedloop.learn.adapters import ModelAdapter, StepCallback
+from fedloop.learn.adapters.sklearn_linear import SklearnLinearAdapter
 from fedloop.learn.metrics import binary_metrics
+from fedloop.learn.partition import (
+    dirichlet_partition,
+    iid_partition,
+    partition_summary,
+    quantity_skew_partition,
+)
 
 if _typing.TYPE_CHECKING:
     from fedloop.learn.adapters.torch import TorchAdapter, mlp
 
-__all__ = ["ModelAdapter", "StepCallback", "TorchAdapter", "binary_metrics", "mlp"]
+__all__ = [
+    "ModelAdapter",
+    "SklearnLinearAdapter",
+    "StepCallback",
+    "TorchAdapter",
+    "binary_metrics",
+    "dirichlet_partition",
+    "iid_partition",
+    "mlp",
+    "partition_summary",
+    "quantity_skew_partition",
+]
 
 _LAZY = {"TorchAdapter", "mlp"}
 

@@ -35,8 +35,13 @@ class ModelAdapter(Protocol):
         *,
         epochs: int = 1,
         on_step: StepCallback | None = None,
+        proximal_mu: float = 0.0,
     ) -> dict[str, float]:
-        """Train on local data; return training metrics (``loss``, ``num_examples``)."""
+        """Train on local data; return training metrics (``loss``, ``num_examples``).
+
+        ``proximal_mu`` > 0 adds the FedProx term ``mu / 2 * ||w - w_start||^2`` (``w_start``:
+        the parameters when ``fit`` was called); 0 is plain local training.
+        """
         ...
 
     def predict_proba(self, x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:

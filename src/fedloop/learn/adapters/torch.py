@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -193,6 +194,7 @@ class TorchAdapter:
         *,
         epochs: int = 1,
         on_step: StepCallback | None = None,
+        proximal_mu: float = 0.0,
     ) -> dict[str, float]:
         """Train for ``epochs`` passes over shuffled mini-batches.
 
@@ -206,17 +208,36 @@ class TorchAdapter:
             Passes over the data.
         on_step : callable or None
             Called as ``on_step(step, loss)`` after each optimizer step.
+        proximal_mu : float, default 0.0
+            FedProx coefficient, >= 0: each mini-batch loss gets ``mu / 2 * sum ||w - w_start||^2``
+            over the trainable parameters, where ``w_start`` are the parameters when ``fit`` was
+            called. 0 is plain local SGD.
 
         Returns
         -------
         dict[str, float]
-            ``loss`` (mean of the last epoch) and ``num_examples``.
+            ``loss`` (mean BCE of the last epoch, without the proximal term) and ``num_examples``.
+
+        Raises
+        ------
+        InvalidInput
+            When ``epochs < 1``, ``proximal_mu`` is negative or not finite, or ``x``/``y`` are
+            malformed.
         """
         if epochs < 1:
             raise InvalidInput(f"`epochs` must be >= 1; got {epochs}.", field="epochs")
+        if not (math.isfinite(proximal_mu) and proximal_mu >= 0):
+            raise InvalidInput(
+                f"`proximal_mu` must be a finite float >= 0; got {proximal_mu!r}.",
+                field="proximal_mu",
+                value=proximal_mu,
+                hint="Use 0 for FedAvg; FedProx papers use 0.001 to 1.",
+            )
         xt, yt = self._tensors(x, y)
         if yt is None:  # unreachable: labels were passed
             raise InvalidInput("`y` is required to train.", field="y")
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        anchor = [p.detach().clone() for p in trainable] if proximal_mu > 0 else []
         loss_fn = nn.BCEWithLogitsLoss()
         batch = self.batch_size
         self.module.train()
@@ -228,7 +249,13 @@ class TorchAdapter:
                 idx = order[start : start + batch]
                 self._opt.zero_grad(set_to_none=True)
                 loss = loss_fn(self.module(xt[idx]).reshape(-1), yt[idx])
-                loss.backward()
+                if anchor:
+                    proximal = sum(
+                        ((p - p0) ** 2).sum() for p, p0 in zip(trainable, anchor, strict=True)
+                    )
+                    (loss + proximal_mu / 2 * proximal).backward()
+                else:
+                    loss.backward()
                 self._opt.step()
                 value = float(loss.detach())
                 total += value * idx.shape[0]
