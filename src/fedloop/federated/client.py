@@ -90,10 +90,7 @@ class AdapterClient:
         adapter.set_parameters(ins.parameters)
         epochs = int(ins.config.get("local_epochs", 1))
         mu = float(ins.config.get("proximal_mu", 0.0))
-        if mu > 0:
-            metrics = adapter.fit(self.x, self.y, epochs=epochs, proximal_mu=mu)  # type: ignore[call-arg]
-        else:
-            metrics = adapter.fit(self.x, self.y, epochs=epochs)
+        metrics = adapter.fit(self.x, self.y, epochs=epochs, proximal_mu=mu)
         metrics = {**metrics, "train_seconds": time.perf_counter() - started}
         return FitRes(
             parameters=adapter.get_parameters(),

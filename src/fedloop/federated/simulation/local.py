@@ -57,7 +57,7 @@ class _Worker:
         self, round_num: int, clients: list[str], payload: bytes, config: Mapping[str, Any]
     ) -> list[FitOutcome]:
         with self.lock:
-            header = {
+            request: dict[str, Any] = {
                 "type": "round",
                 "round": round_num,
                 "clients": clients,
@@ -66,11 +66,11 @@ class _Worker:
             try:
                 if not self.alive():
                     self.start()
-                write_frame(self._pipes()[0], header, payload)
+                write_frame(self._pipes()[0], request, payload)
             except (BrokenPipeError, EOFError):  # died since the last round: replace it once
                 self.kill()
                 self.start()
-                write_frame(self._pipes()[0], header, payload)
+                write_frame(self._pipes()[0], request, payload)
             stdout = self._pipes()[1]
             outcomes = []
             for _ in clients:

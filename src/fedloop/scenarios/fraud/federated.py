@@ -43,11 +43,14 @@ def _silos(
 ) -> tuple[FraudData, list[npt.NDArray[np.int64]]]:
     """Make the data and split its training rows over the banks (cached per process)."""
     data = make_fraudlike(rows, seed=seed)
-    parts = (
-        dirichlet_partition(data.y_train, num_clients, alpha=alpha, seed=seed, min_size=2)
-        if partition == "dirichlet"
-        else iid_partition(len(data.y_train), num_clients, seed=seed)
-    )
+    if partition != "dirichlet":
+        return data, iid_partition(len(data.y_train), num_clients, seed=seed)
+    parts = dirichlet_partition(data.y_train, num_clients, alpha=alpha, seed=seed)
+    # With many clients a few draws come out empty; give each a row of the largest client so
+    # every bank can train (a negligible change to the label skew).
+    for i in [i for i, p in enumerate(parts) if len(p) == 0]:
+        donor = max(range(len(parts)), key=lambda j: len(parts[j]))
+        parts[i], parts[donor] = parts[donor][-1:], parts[donor][:-1]
     return data, parts
 
 
