@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from fedloop import __version__
-from fedloop.cli import audit, config, federated, models, runs, store
+from fedloop.cli import audit, config, federated, federated_net, models, runs, store  # noqa: F401 - federated_net adds `federated serve|client`
 from fedloop.cli._context import state, stderr
 from fedloop.core import FedloopError
 

@@ -1,3 +1,27 @@
-"""Aggregation strategies behind one interface: FedAvg, FedProx, FedAdam and robust rules (issue 3)."""
+"""Aggregation strategies behind one interface: FedAvg, FedProx, FedOpt, robust rules and FedBuff."""
 
-__all__: list[str] = []
+from fedloop.federated.strategies.base import ClientUpdate, Strategy, weighted_average
+from fedloop.federated.strategies.factory import STRATEGIES, make_strategy
+from fedloop.federated.strategies.fedavg import FedAvg
+from fedloop.federated.strategies.fedbuff import FedBuff
+from fedloop.federated.strategies.fedopt import FedAdagrad, FedAdam, FedYogi
+from fedloop.federated.strategies.fedprox import FedProx
+from fedloop.federated.strategies.robust import CoordinateMedian, Krum, MultiKrum, TrimmedMean
+
+__all__ = [
+    "STRATEGIES",
+    "ClientUpdate",
+    "CoordinateMedian",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedBuff",
+    "FedProx",
+    "FedYogi",
+    "Krum",
+    "MultiKrum",
+    "Strategy",
+    "TrimmedMean",
+    "make_strategy",
+    "weighted_average",
+]
