@@ -48,9 +48,14 @@ class _Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
             self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         self.proc = None
 
     def run_round(
@@ -63,18 +68,25 @@ class _Worker:
                 "clients": clients,
                 "config": dict(config),
             }
-            try:
-                if not self.alive():
-                    self.start()
-                write_frame(self._pipes()[0], request, payload)
-            except (BrokenPipeError, EOFError):  # died since the last round: replace it once
-                self.kill()
-                self.start()
-                write_frame(self._pipes()[0], request, payload)
+            first: tuple[dict[str, Any], bytes] | None = None
+            for attempt in (1, 2):
+                try:
+                    if not self.alive():
+                        self.start()
+                    write_frame(self._pipes()[0], request, payload)
+                    first = read_frame(self._pipes()[1])
+                    break
+                except (BrokenPipeError, EOFError):  # died since the last round: replace once
+                    self.kill()
+                    if attempt == 2:
+                        raise
             stdout = self._pipes()[1]
             outcomes = []
             for _ in clients:
-                header, body = read_frame(stdout)
+                if first is not None:
+                    (header, body), first = first, None
+                else:
+                    header, body = read_frame(stdout)
                 client_id = str(header.get("client_id"))
                 seconds = float(header.get("seconds", 0.0))
                 if "error" in header:
