@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from fedloop.core import AggregationError, InvalidInput, Parameters
+from fedloop.core import AggregationError, Parameters
 
 __all__ = ["ClientUpdate", "Strategy", "weighted_average"]
 
@@ -78,10 +78,6 @@ def weighted_average(tensors: Sequence[Parameters], weights: Sequence[float]) ->
     return out
 
 
-def _stack(updates: Sequence[ClientUpdate], name: str) -> npt.NDArray[np.float64]:
-    return np.stack([u.parameters[name].astype(np.float64) for u in updates])
-
-
 class Strategy(ABC):
     """Base class of aggregation rules.
 
@@ -128,19 +124,3 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: Mapping[str, npt.NDArray[np.generic]]) -> None:  # noqa: B027
         """Restore what :meth:`state_dict` returned."""
-
-    @staticmethod
-    def _check_positive(value: float, *, field: str, upper: float | None = None) -> float:
-        if (
-            not isinstance(value, (int, float))
-            or not value > 0
-            or (upper is not None and value > upper)
-        ):
-            bound = f"(0, {upper}]" if upper is not None else "> 0"
-            raise InvalidInput(
-                f"`strategy.{field}` must be a number {bound}; got {value!r}.",
-                field=f"strategy.{field}",
-                value=value,
-                hint=f"Set it under [strategy] in fedloop.toml or pass --{field.replace('_', '-')}.",
-            )
-        return float(value)
