@@ -57,10 +57,16 @@ def check_text(value: object, *, field: str, max_chars: int) -> str:
     return value
 
 
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """Return the INSERT of SQLite or PostgreSQL, which both know ON CONFLICT."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
 def insert_ignore(dialect: str, table: Table, index: list[str], values: dict[str, Any]) -> Insert:
     """Build an INSERT … ON CONFLICT (index) DO NOTHING for SQLite or PostgreSQL."""
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(values)
-    return stmt.on_conflict_do_nothing(index_elements=index)
+    return (
+        dialect_insert(dialect, table).values(values).on_conflict_do_nothing(index_elements=index)
+    )
 
 
 class StoreBase:
@@ -130,9 +136,6 @@ class StoreBase:
 
     def _upsert(self, table: Table, index: list[str], values: list[dict[str, Any]]) -> Insert:
         """Build an INSERT … ON CONFLICT DO UPDATE for this dialect."""
-        dialect = self.engine.dialect.name
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
-            values
-        )
+        stmt = dialect_insert(self.engine.dialect.name, table).values(values)
         update = {c: stmt.excluded[c] for c in values[0] if c not in index}
         return stmt.on_conflict_do_update(index_elements=index, set_=update)

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_args
 
 from sqlalchemy import Connection, Insert, and_, bindparam, func, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fedloop.core import (
     Conflict,
@@ -22,7 +21,13 @@ from fedloop.core import (
     new_id,
 )
 from fedloop.store.audit import append_event
-from fedloop.store.metadata._common import StoreBase, check_key, check_name, check_text
+from fedloop.store.metadata._common import (
+    StoreBase,
+    check_key,
+    check_name,
+    check_text,
+    dialect_insert,
+)
 from fedloop.store.metadata.records import Dataset, MetricPoint, Project, Run, StoredArtifact
 from fedloop.store.metadata.search import compile_filter, compile_order, parse_filter
 from fedloop.store.metadata.tables import (
@@ -475,8 +480,7 @@ class RunsMixin(StoreBase):
         """Return the (cached) upsert that keeps the newest point of each (run, key)."""
         cached: Insert | None = getattr(self, "_latest_upsert_stmt", None)
         if cached is None:
-            dialect = self.engine.dialect.name
-            stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(latest_metrics)
+            stmt = dialect_insert(self.engine.dialect.name, latest_metrics)
             cached = stmt.on_conflict_do_update(
                 index_elements=["run_id", "key"],
                 set_={
