@@ -14,6 +14,7 @@ PYTHON="${PYTHON:-python3}"
 
 # Pinned peer versions (update deliberately; RESULTS.md records which one was measured).
 MLFLOW_VERSION="3.17.2"  # 3.18.0 exists but its mlflow-skinny==3.18.0 does not resolve here
+FLWR_VERSION="1.42.0"   # Flower's simulation engine (Ray inside) for W-FL
 # mlflow does not need torch; if a dependency ever pulls it, take the CPU wheel, never CUDA.
 TORCH_CPU_VERSION="2.13.0"
 
@@ -39,15 +40,32 @@ setup_mlflow() {
     "$venv/bin/python" -c "import mlflow; print('mlflow', mlflow.__version__, 'ready in $venv')"
 }
 
+setup_flower() {
+    local venv="$VENVS/flower"
+    if [[ -x "$venv/bin/python" ]] &&
+        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('flwr') != '$FLWR_VERSION')" 2>/dev/null; then
+        echo "flwr $FLWR_VERSION already installed in $venv"
+        return
+    fi
+    echo "creating $venv (flwr[simulation]==$FLWR_VERSION, torch==$TORCH_CPU_VERSION CPU)"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    # The CPU torch first, so nothing below can pull a CUDA build.
+    "$venv/bin/pip" install --quiet "torch==$TORCH_CPU_VERSION"
+    "$venv/bin/pip" install --quiet "flwr[simulation]==$FLWR_VERSION" scikit-learn psutil
+    "$venv/bin/python" -c "import flwr, torch; print('flwr', flwr.__version__, 'torch', torch.__version__, 'ready in $venv')"
+}
+
 peers=("$@")
 if [[ ${#peers[@]} -eq 0 ]]; then
-    peers=(mlflow)
+    peers=(mlflow flower)
 fi
 for peer in "${peers[@]}"; do
     case "$peer" in
         mlflow) setup_mlflow ;;
+        flower) setup_flower ;;
         *)
-            echo "unknown peer: $peer (known: mlflow)" >&2
+            echo "unknown peer: $peer (known: mlflow flower)" >&2
             exit 2
             ;;
     esac

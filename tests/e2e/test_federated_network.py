@@ -1,4 +1,4 @@
-"""A real federation over loopback: a coordinator process and 3 client processes, one SIGKILLed."""
+"""A real federation over loopback (HTTP/2): a coordinator process and 3 clients, one SIGKILLed."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fedloop.store import open_workspace
 
 ROUNDS = 6
 MODEL = "mlp:30,16"
+MODEL_NAME = "federated-mlp-30-16"
 CLIENTS = ["client-001", "client-002", "client-003"]
 SERVE = (
     f"serve --enroll 3 --token-file tokens.json --rounds {ROUNDS} --clients-per-round 3 "
@@ -140,6 +141,7 @@ def test_coordinator_and_three_client_processes_survive_a_killed_client(tmp_path
             run = ws.metadata.get_run(run_id)
             rounds = ws.metadata.list_fl_rounds(run_id)
             rows = ws.metadata.list_fl_client_rounds(run_id)
+            model = ws.metadata.get_model_version(MODEL_NAME, 1)
         assert run.status == "finished"
         assert [r.round for r in rounds] == list(range(ROUNDS + 1))
         assert all(r.status == "completed" for r in rounds)
@@ -150,6 +152,18 @@ def test_coordinator_and_three_client_processes_survive_a_killed_client(tmp_path
         assert {row.client_id for row in last if row.status == "ok"} == set(CLIENTS[:2])
         assert "eval_auc" in rounds[-1].metrics
         assert "submitted" in client_errs[0].text
+
+        # Assert: the final model is registered as champion, crediting each client's rounds
+        assert model.run_id == run_id
+        assert model.aliases == ("champion",)
+        assert [(c.contributor, c.rounds) for c in model.contributors] == [
+            (c, tuple(n for n, row in rows if row.client_id == c and row.status == "ok"))
+            for c in CLIENTS
+        ]
+        assert all(n <= at_kill + 1 for n in model.contributors[2].rounds)
+        assert f"Registered {MODEL_NAME} v1 (champion) with lineage over 3 clients" in (
+            server_err.text
+        )
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -50,10 +50,21 @@ def simulate(
         True, "--register/--no-register", help="Register the final model."
     ),
     backend: str = typer.Option(
-        "local", "--backend", help="local (worker processes) or inprocess."
+        "local",
+        "--backend",
+        help="local (worker processes), inprocess (one process) or ray (extra `ray`).",
     ),
     workers: int | None = typer.Option(
-        None, "--workers", min=1, max=512, help="Worker processes of the local backend."
+        None,
+        "--workers",
+        min=1,
+        max=512,
+        help="Worker processes (local) or actors (ray); default one per CPU.",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Join this Ray cluster (auto or ray://host:10001) instead of starting Ray here.",
     ),
 ) -> None:
     """Run a federated simulation with the coordinator checkpointing every round."""
@@ -63,8 +74,10 @@ def simulate(
         )
     if partition not in ("dirichlet", "iid"):
         raise typer.BadParameter("--partition must be dirichlet or iid")
-    if backend not in ("local", "inprocess"):
-        raise typer.BadParameter("--backend must be local or inprocess")
+    if backend not in ("local", "inprocess", "ray"):
+        raise typer.BadParameter("--backend must be local, inprocess or ray")
+    if ray_address is not None and backend != "ray":
+        raise typer.BadParameter("--ray-address needs --backend ray")
     cli_state = state(ctx)
     cli_state.overrides.update(
         {
@@ -87,6 +100,7 @@ def simulate(
         register=register,
         backend=backend,
         num_workers=workers,
+        ray_address=ray_address,
     )
 
 

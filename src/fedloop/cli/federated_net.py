@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,17 +13,18 @@ from rich.markup import escape
 
 from fedloop.cli import federated
 from fedloop.cli._context import state, stderr
-from fedloop.core import ConfigError, InvalidInput, Parameters, RunId
+from fedloop.core import ConfigError, DatasetId, InvalidInput, Parameters, RunId
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     from fedloop.federated.coordinator import RoundReport
-    from fedloop.federated.transports.http_client import ClientReport
+    from fedloop.federated.transports import ClientReport
     from fedloop.learn import ModelAdapter
+    from fedloop.store import Workspace
 
-__all__ = ["client", "parse_model_spec", "serve"]
+__all__ = ["client", "default_model_name", "parse_model_spec", "serve"]
 
 MODEL_HELP = "Model spec: mlp:<inputs>,<hidden>,... (e.g. mlp:30,64,32)."
 
@@ -48,6 +50,18 @@ def parse_model_spec(spec: str) -> tuple[int, tuple[int, ...]]:
             hint="For the fraud data: --model mlp:30,64,32.",
         )
     return widths[0], widths[1:]
+
+
+def default_model_name(spec: str) -> str:
+    """Return the registered model name ``serve`` uses for a model spec (``federated-mlp-30-64``).
+
+    Raises
+    ------
+    ConfigError
+        When the spec is malformed (see :func:`parse_model_spec`).
+    """
+    in_features, hidden = parse_model_spec(spec)
+    return "-".join(["federated-mlp", *(str(w) for w in (in_features, *hidden))])
 
 
 def _adapter_factory(spec: str) -> tuple[int, Callable[[int], ModelAdapter]]:
@@ -76,7 +90,7 @@ def _load(
 
 
 def _tokens(token_file: Path, enroll: int | None) -> tuple[dict[str, str], bool]:
-    from fedloop.federated.transports._auth import generate_tokens, read_token_file
+    from fedloop.federated.transports import generate_tokens, read_token_file
 
     if enroll is None:
         return read_token_file(token_file), False
@@ -150,12 +164,24 @@ def serve(
     resume: str | None = typer.Option(
         None, "--resume", help="Continue this run from its last recorded round."
     ),
+    model_name: str | None = typer.Option(
+        None,
+        "--model-name",
+        help="Registered model name for the final model (default: federated-<model spec>).",
+    ),
+    register: bool = typer.Option(
+        True, "--register/--no-register", help="Register the final model with its lineage."
+    ),
 ) -> None:
-    """Coordinate a federated run over HTTP(S); clients connect to it (outbound from silos)."""
+    """Coordinate a federated run over HTTP/2 (TLS or h2c); clients connect to it from silos.
+
+    The final model is registered with its contributors (clients and rounds); the model's
+    first version becomes champion.
+    """
     from fedloop.federated.coordinator import Coordinator
     from fedloop.federated.strategies import make_strategy
-    from fedloop.federated.transports._auth import write_token_file
-    from fedloop.federated.transports.http import HttpTransport
+    from fedloop.federated.transports import HttpTransport, write_token_file
+    from fedloop.store import check_name
 
     cli_state = state(ctx)
     cli_state.overrides.update(
@@ -172,9 +198,12 @@ def serve(
     config = cli_state.resolved().config
     fed = config.federated
     in_features, make_adapter = _adapter_factory(model)
+    registered_name = check_name(model_name or default_model_name(model), field="model_name")
     evaluate: Callable[[Parameters], Mapping[str, float]] | None = None
+    eval_set: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
     if eval_data is not None:
-        x_eval, y_eval = _load(eval_data, label, in_features)
+        eval_set = _load(eval_data, label, in_features)
+        x_eval, y_eval = eval_set
         evaluator = make_adapter(fed.seed)
 
         def evaluate(params: Parameters) -> Mapping[str, float]:
@@ -184,6 +213,7 @@ def serve(
     strategy_obj = make_strategy(config.strategy.name, **config.strategy.params)
     tokens, fresh = _tokens(token_file, enroll)
     ws = cli_state.workspace()
+    datasets = _eval_dataset(ws, eval_data, eval_set, label)
     transport = HttpTransport(
         host=host,
         port=port,
@@ -216,11 +246,78 @@ def serve(
                 make_adapter(fed.seed).get_parameters(),
                 name=name,
                 tags={"transport": "http", "model": model},
+                dataset_ids=datasets,
             )
         )
         stderr.print(f"Run {run_id}: {fed.num_rounds} rounds")
-        coordinator.run(run_id)
+        final = coordinator.run(run_id)
+    if register:
+        adapter = make_adapter(fed.seed)
+        adapter.set_parameters(final)
+        _register(
+            ws,
+            registered_name,
+            run_id,
+            final,
+            adapter,
+            datasets=datasets,
+            tags={"transport": "http", "model": model, "strategy": strategy_obj.name},
+        )
     typer.echo(run_id)
+
+
+def _eval_dataset(
+    ws: Workspace,
+    path: Path | None,
+    arrays: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None,
+    label: str,
+) -> list[tuple[DatasetId, str]]:
+    """Record the central evaluation set (by content) so that runs and versions link to it."""
+    if path is None or arrays is None:
+        return []
+    from fedloop.core import fingerprint_arrays
+
+    x, y = arrays
+    dataset = ws.metadata.register_dataset(
+        ws.project.id,
+        re.sub(r"[^A-Za-z0-9_.-]", "_", path.name).lstrip("_.-") or "eval-data",
+        fingerprint=fingerprint_arrays(x, y),
+        num_rows=len(y),
+        schema={"features": int(x.shape[1]), "label": label},
+        uri=str(path.resolve()),
+    )
+    return [(dataset.id, "eval")]
+
+
+def _register(
+    ws: Workspace,
+    name: str,
+    run_id: RunId,
+    final: Parameters,
+    adapter: ModelAdapter,
+    *,
+    datasets: list[tuple[DatasetId, str]],
+    tags: Mapping[str, str],
+) -> None:
+    from fedloop.federated.registration import register_federated_model
+    from fedloop.registry import CHAMPION
+
+    mv = register_federated_model(
+        ws,
+        name,
+        run_id=run_id,
+        weights=final,
+        onnx_model=adapter.to_onnx(),
+        signature=adapter.signature(),
+        tags=tags,
+        datasets=datasets,
+        description=f"{tags['model']}, {tags['strategy']} over HTTP/2",
+    )
+    alias = " (champion)" if CHAMPION in mv.aliases else ""
+    stderr.print(
+        f"Registered {escape(name)} v{mv.version}{alias} with lineage over "
+        f"{len(mv.contributors)} clients"
+    )
 
 
 def _client_line(report: ClientReport) -> str:
@@ -256,8 +353,7 @@ def client(
 ) -> None:
     """Train on local data whenever the coordinator asks, until the run is over."""
     from fedloop.federated.client import AdapterClient
-    from fedloop.federated.transports._auth import check_client_id, read_client_token
-    from fedloop.federated.transports.http_client import run_http_client
+    from fedloop.federated.transports import check_client_id, read_client_token, run_http_client
 
     check_client_id(client_id, field="client_id")
     if (token_file is None) == (token is None):

@@ -99,6 +99,7 @@ class FederatedConfig(_Section):
         Rounds to run.
     clients_per_round : int or None, default None
         Updates aggregated per round; None means ``fraction_train`` of the available clients.
+        With an asynchronous strategy (FedBuff): how many clients train at once.
     fraction_train : float, default 1.0
         Fraction of available clients aggregated per round when ``clients_per_round`` is None.
     min_clients : int, default 1

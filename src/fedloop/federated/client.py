@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from fedloop.core import InvalidInput
 from fedloop.federated.messages import FitIns, FitRes
-from fedloop.learn import ModelAdapter
+from fedloop.learn.adapters.base import ModelAdapter
 
 __all__ = ["AdapterClient", "Client", "client_seed"]
 

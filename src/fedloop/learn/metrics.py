@@ -4,14 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from fedloop.core import InvalidInput
 
@@ -42,6 +34,16 @@ def binary_metrics(
     InvalidInput
         When shapes differ or probabilities leave [0, 1].
     """
+    # scikit-learn costs about a second to import: only code that evaluates pays for it.
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        log_loss,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
+
     y = np.asarray(y_true).ravel()
     p = np.asarray(probability, dtype=np.float64).ravel()
     if y.shape != p.shape:

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
-import shlex
-import socket
 import stat
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from fedloop.cli import app
-from fedloop.cli.federated_net import parse_model_spec
+from _http_federation import (
+    PARAMS,
+    TOKENS,
+    AddClient,
+    BlockingClient,
+    CrashingClient,
+    Harness,
+    raw_client,
+    self_signed,
+    wait_task,
+)
 from fedloop.core import (
     ConfigError,
     Conflict,
@@ -31,122 +34,24 @@ from fedloop.core import (
     InvalidInput,
     MissingExtraError,
     NotFound,
-    Parameters,
-    RoundTimeout,
-    RunId,
     encode_parameters,
     resolve,
 )
 from fedloop.federated.coordinator import Coordinator
 from fedloop.federated.datafiles import load_table
-from fedloop.federated.messages import FitIns, FitOutcome, FitRes
+from fedloop.federated.messages import FitIns
 from fedloop.federated.strategies import FedAvg
-from fedloop.federated.transports import InProcessTransport
-from fedloop.federated.transports._auth import (
-    TokenTable,
+from fedloop.federated.transports import (
+    HttpTransport,
+    InProcessTransport,
     generate_tokens,
     read_client_token,
     read_token_file,
+    run_http_client,
     write_token_file,
 )
-from fedloop.federated.transports.http import HttpTransport
-from fedloop.federated.transports.http_client import ClientReport, run_http_client
+from fedloop.federated.transports._auth import TokenTable
 from fedloop.store import Workspace, open_workspace
-
-TOKENS = {f"c{i}": f"secret-token-of-client-{i}" for i in range(3)}
-PARAMS: Parameters = OrderedDict(
-    w=np.arange(12, dtype=np.float32).reshape(3, 4), b=np.zeros(2, dtype=np.float32)
-)
-
-
-class AddClient:
-    """A deterministic numpy-only client: adds its offset to every weight."""
-
-    def __init__(self, offset: float, examples: int = 10) -> None:
-        self.offset = offset
-        self.examples = examples
-
-    def fit(self, ins: FitIns) -> FitRes:
-        params = OrderedDict(
-            (k, (v + self.offset).astype(v.dtype)) for k, v in ins.parameters.items()
-        )
-        return FitRes(params, self.examples, {"loss": self.offset}, round_num=ins.round_num)
-
-
-class BlockingClient:
-    """A client that does not answer until released."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def fit(self, ins: FitIns) -> FitRes:
-        self.release.wait(30)
-        return AddClient(0.0).fit(ins)
-
-
-class CrashingClient:
-    """A client whose training fails."""
-
-    def fit(self, ins: FitIns) -> FitRes:
-        raise RuntimeError("disk full")
-
-
-class Harness:
-    """An HttpTransport on loopback plus client threads; everything stops at teardown."""
-
-    def __init__(self) -> None:
-        self.transports: list[HttpTransport] = []
-        self.threads: list[threading.Thread] = []
-        self.stop = threading.Event()
-        self.reports: list[ClientReport] = []
-        self.errors: list[BaseException] = []
-        self.pool = ThreadPoolExecutor(max_workers=4)
-
-    def serve(self, **kwargs: Any) -> HttpTransport:
-        transport = HttpTransport(**{"tokens": TOKENS, "linger_s": 0.1, **kwargs})
-        self.transports.append(transport)
-        return transport
-
-    def client(self, transport: HttpTransport, client_id: str, client: Any, **kwargs: Any) -> None:
-        def run() -> None:
-            try:
-                run_http_client(
-                    transport.url,
-                    client_id,
-                    TOKENS[client_id],
-                    client,
-                    stop_event=self.stop,
-                    poll_wait_s=2,
-                    on_round=self.reports.append,
-                    **kwargs,
-                )
-            except Exception as err:  # surfaced by the test that expects it
-                self.errors.append(err)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def fit_later(
-        self, transport: HttpTransport, clients: list[str], timeout_s: float = 10.0
-    ) -> Future[list[FitOutcome]]:
-        instructions = {c: FitIns(1, PARAMS, {"local_epochs": 1}) for c in clients}
-        return self.pool.submit(transport.fit, 1, instructions, timeout_s=timeout_s)
-
-    def report(self, index: int = 0) -> ClientReport:
-        """Return a client report, waiting for it (it is made after the server has the result)."""
-        deadline = time.monotonic() + 10
-        while len(self.reports) <= index and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.reports[index]
-
-    def close(self) -> None:
-        for transport in self.transports:
-            transport.close()
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=10)
-        self.pool.shutdown(wait=True)
 
 
 @pytest.fixture
@@ -169,20 +74,6 @@ def workspace(tmp_path: Path) -> Callable[[str], Workspace]:
     yield make
     for ws in opened:
         ws.close()
-
-
-def _raw(transport: HttpTransport, client_id: str | None, **kwargs: Any) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {TOKENS[client_id]}"} if client_id else {}
-    return httpx.Client(base_url=transport.url, headers=headers, timeout=10, **kwargs)
-
-
-def _wait_task(raw: httpx.Client) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        response = raw.get("/v1/task", params={"wait_s": 2})
-        if response.status_code == 200:
-            return dict(response.json())
-    raise AssertionError("no task arrived")
 
 
 def _coordinator(ws: Workspace, transport: Any, **cfg: Any) -> Coordinator:
@@ -281,7 +172,7 @@ def test_client_that_goes_quiet_is_dropped_before_the_deadline(harness: Harness)
     """A selected client not heard from for heartbeat_timeout_s is dropped early."""
     # Arrange
     transport = harness.serve(heartbeat_timeout_s=1.0)
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         assert raw.get("/v1/task").status_code == 204
 
     # Act
@@ -351,7 +242,7 @@ def test_bad_token_gets_401_json_and_the_server_keeps_serving(
     # Act
     with httpx.Client(base_url=transport.url, headers=headers) as raw:
         refused = raw.get("/v1/task")
-    with _raw(transport, "c1") as raw:
+    with raw_client(transport, "c1") as raw:
         served = raw.get("/v1/task")
 
     # Assert
@@ -371,7 +262,7 @@ def test_health_needs_no_token_and_unknown_paths_answer_json(harness: Harness) -
     transport = harness.serve()
 
     # Act
-    with _raw(transport, None) as raw:
+    with raw_client(transport, None) as raw:
         health = raw.get("/v1/health")
         missing = raw.get("/v1/nothing")
 
@@ -413,7 +304,7 @@ def test_malformed_result_bytes_are_rejected_and_never_reach_the_model(
     # Arrange
     transport = harness.serve()
     harness.client(transport, "c1", AddClient(2.0))
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         raw.get("/v1/task")
         transport.wait_for_clients(2, timeout_s=10)
         ws = workspace("ws")
@@ -422,7 +313,7 @@ def test_malformed_result_bytes_are_rejected_and_never_reach_the_model(
         result = harness.pool.submit(coordinator.run, run_id)
 
         # Act
-        task = _wait_task(raw)
+        task = wait_task(raw)
         put = raw.put("/v1/result/1/up1", params={"chunk": 0, "of": 1}, content=b"\x00garbage")
         commit = raw.post("/v1/result/1/up1/commit", json={"num_examples": 10})
         final = result.result(timeout=30)
@@ -450,10 +341,10 @@ def test_malformed_commit_body_is_422_and_recorded(harness: Harness, body: bytes
     """A commit body that is not {num_examples, metrics} or {error} fails the client's round."""
     # Arrange
     transport = harness.serve()
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         raw.get("/v1/task")
         pending = harness.fit_later(transport, ["c0"])
-        _wait_task(raw)
+        wait_task(raw)
 
         # Act
         commit = raw.post("/v1/result/1/up1/commit", content=body)
@@ -470,10 +361,10 @@ def test_incomplete_upload_is_422_and_may_be_completed(harness: Harness) -> None
     # Arrange
     data = encode_parameters(PARAMS)
     transport = harness.serve(chunk_bytes=64)
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         raw.get("/v1/task")
         pending = harness.fit_later(transport, ["c0"])
-        _wait_task(raw)
+        wait_task(raw)
         parts = [data[i : i + 64] for i in range(0, len(data), 64)]
         for index, part in enumerate(parts[1:], start=1):
             raw.put("/v1/result/1/u", params={"chunk": index, "of": len(parts)}, content=part)
@@ -497,10 +388,10 @@ def test_oversized_chunk_is_refused_with_413(harness: Harness) -> None:
     """A chunk larger than chunk_bytes is refused before it is read."""
     # Arrange
     transport = harness.serve(chunk_bytes=1024)
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         raw.get("/v1/task")
         pending = harness.fit_later(transport, ["c0"], timeout_s=1.0)
-        _wait_task(raw)
+        wait_task(raw)
 
         # Act
         response = raw.put("/v1/result/1/u", params={"chunk": 0, "of": 1}, content=b"x" * 5000)
@@ -515,10 +406,10 @@ def test_chunks_adding_up_past_the_limit_are_refused_with_413(harness: Harness) 
     """Chunks that each fit but together exceed max_upload_bytes end the upload with 413."""
     # Arrange
     transport = harness.serve(chunk_bytes=1024, max_upload_bytes=3000)
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         raw.get("/v1/task")
         pending = harness.fit_later(transport, ["c0"], timeout_s=1.0)
-        _wait_task(raw)
+        wait_task(raw)
 
         # Act
         answers = [
@@ -558,11 +449,11 @@ def test_result_for_a_round_the_client_was_not_selected_for_is_409(harness: Harn
     """Only selected clients may submit; others get 409 naming the round."""
     # Arrange
     transport = harness.serve()
-    with _raw(transport, "c0") as c0, _raw(transport, "c1") as c1:
+    with raw_client(transport, "c0") as c0, raw_client(transport, "c1") as c1:
         c0.get("/v1/task")
         c1.get("/v1/task")
         pending = harness.fit_later(transport, ["c0"], timeout_s=1.0)
-        _wait_task(c0)
+        wait_task(c0)
 
         # Act
         put = c1.put("/v1/result/1/u", params={"chunk": 0, "of": 1}, content=b"x")
@@ -581,11 +472,11 @@ def test_stale_round_and_duplicate_commit_are_409(harness: Harness) -> None:
     # Arrange
     data = encode_parameters(PARAMS)
     transport = harness.serve()
-    with _raw(transport, "c0") as c0, _raw(transport, "c1") as c1:
+    with raw_client(transport, "c0") as c0, raw_client(transport, "c1") as c1:
         c0.get("/v1/task")
         c1.get("/v1/task")
         pending = harness.fit_later(transport, ["c0", "c1"], timeout_s=1.5)
-        _wait_task(c0)
+        wait_task(c0)
         c0.put("/v1/result/1/u", params={"chunk": 0, "of": 1}, content=data)
 
         # Act
@@ -608,10 +499,10 @@ def test_bad_query_and_upload_ids_are_422(harness: Harness) -> None:
     """Malformed chunk numbers, upload ids and digests are refused with 422."""
     # Arrange
     transport = harness.serve()
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         raw.get("/v1/task")
         pending = harness.fit_later(transport, ["c0"], timeout_s=1.0)
-        task = _wait_task(raw)
+        task = wait_task(raw)
         digest = task["model"]["digest"]
 
         # Act
@@ -637,7 +528,7 @@ def test_fit_after_finish_is_a_conflict_and_polls_say_done(harness: Harness) -> 
     transport.finish()
 
     # Act
-    with _raw(transport, "c0") as raw:
+    with raw_client(transport, "c0") as raw:
         poll = raw.get("/v1/task", params={"wait_s": 5})
 
     # Assert
@@ -682,49 +573,10 @@ def test_port_in_use_is_a_config_error(harness: Harness) -> None:
     assert info.value.field == "port"
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    pytest.importorskip("cryptography")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_tls_round_with_a_verified_certificate(harness: Harness, tmp_path: Path) -> None:
     """Over HTTPS, a client that trusts the CA file completes a round."""
     # Arrange
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     transport = harness.serve(tls_certfile=cert, tls_keyfile=key)
     harness.client(transport, "c0", AddClient(1.0), ca_file=cert)
     transport.wait_for_clients(1, timeout_s=10)
@@ -741,7 +593,7 @@ def test_tls_round_with_a_verified_certificate(harness: Harness, tmp_path: Path)
 def test_tls_client_refuses_an_unverified_server(harness: Harness, tmp_path: Path) -> None:
     """Without the CA file, the client cannot verify the server and gives up."""
     # Arrange
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     transport = harness.serve(tls_certfile=cert, tls_keyfile=key)
 
     # Act / Assert
@@ -923,170 +775,3 @@ def test_parquet_without_pyarrow_names_the_extra(
     with pytest.raises(MissingExtraError, match=r"pyarrow") as info:
         load_table(path, label="y")
     assert "fedloop[parquet]" in (info.value.hint or "")
-
-
-# -- the commands (fedloop federated serve | client) -------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _silo_csv(path: Path, seed: int, rows: int = 60) -> Path:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, 4))
-    y = (x[:, 0] > 0).astype(int)
-    header = "a,b,c,d,is_fraud"
-    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header=header, comments="")
-    return path
-
-
-def _torch_client(path: Path, client_id: str) -> Any:
-    from fedloop.cli.federated_net import _adapter_factory
-    from fedloop.federated.client import AdapterClient
-
-    _, make = _adapter_factory("mlp:4,3")
-    x, y = load_table(path, label="is_fraud")
-    return AdapterClient(client_id, make, x, y)
-
-
-@pytest.mark.parametrize(
-    "spec",
-    [
-        pytest.param("mlp", id="no-dims"),
-        pytest.param("cnn:3,4", id="kind"),
-        pytest.param("mlp:3,x", id="not-int"),
-        pytest.param("mlp:0,4", id="zero"),
-    ],
-)
-def test_bad_model_spec_is_a_config_error(spec: str) -> None:
-    """--model must be mlp:<inputs>,<hidden>,..."""
-    with pytest.raises(ConfigError, match=r"mlp:<inputs>") as info:
-        parse_model_spec(spec)
-    assert info.value.field == "model"
-
-
-def test_model_spec_is_parsed() -> None:
-    """The first width is the input, the rest are hidden layers."""
-    assert parse_model_spec("mlp:30,64,32") == (30, (64, 32))
-    assert parse_model_spec("mlp:5") == (5, ())
-
-
-def test_serve_command_runs_rounds_with_client_threads(
-    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`fedloop federated serve` waits for the clients, runs the rounds and prints the run id."""
-    # Arrange
-    monkeypatch.chdir(tmp_path)
-    tokens = {"c0": TOKENS["c0"], "c1": TOKENS["c1"]}
-    (tmp_path / "tokens.json").write_text(json.dumps(tokens))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    for i, client_id in enumerate(tokens):
-        client = _torch_client(_silo_csv(tmp_path / f"{client_id}.csv", seed=i), client_id)
-        thread = threading.Thread(
-            target=run_http_client,
-            args=(url, client_id, tokens[client_id], client),
-            kwargs={"stop_event": harness.stop, "poll_wait_s": 1, "max_backoff_s": 0.2},
-            daemon=True,
-        )
-        thread.start()
-        harness.threads.append(thread)
-    args = "federated serve --token-file tokens.json --rounds 2 --model mlp:4,3 --label is_fraud"
-    args += f" --eval-data c0.csv --port {port} --wait-clients 2 --wait-timeout 60"
-
-    # Act
-    result = CliRunner().invoke(app, args.split())
-
-    # Assert
-    assert result.exit_code == 0, result.output
-    run_id = result.stdout.strip().splitlines()[-1]
-    with open_workspace(resolve({}, {}, {}).config) as ws:
-        rounds = ws.metadata.list_fl_rounds(RunId(run_id))
-    assert [r.status for r in rounds] == ["completed"] * 3
-    assert "eval_auc" in rounds[-1].metrics
-    assert "round 2/2 completed: 2 clients" in result.stderr
-
-
-def test_client_command_trains_until_the_run_is_over(
-    harness: Harness, tmp_path: Path, workspace: Callable[[str], Workspace]
-) -> None:
-    """`fedloop federated client` answers every round, then exits when the server finishes."""
-    # Arrange
-    data = _silo_csv(tmp_path / "silo.csv", seed=0)
-    (tmp_path / "tokens.json").write_text(json.dumps(TOKENS))
-    transport = harness.serve()
-    ws = workspace("ws")
-    initial = _torch_client(data, "c2").adapter_factory(0).get_parameters()
-
-    def coordinate() -> None:
-        transport.wait_for_clients(1, timeout_s=60)
-        coordinator = _coordinator(ws, transport, num_rounds=2)
-        coordinator.run(coordinator.start(ws.project.id, initial))
-        transport.close()
-
-    done = harness.pool.submit(coordinate)
-    args = f"federated client --server {transport.url} --client-id c2 --token-file "
-    args += f"{tmp_path / 'tokens.json'} --data {data} --model mlp:4,3 --poll-wait 1"
-
-    # Act
-    result = CliRunner().invoke(app, args.split())
-
-    # Assert
-    assert result.exit_code == 0, result.output
-    done.result(timeout=30)
-    assert "answered 2 tasks" in result.stderr
-    assert "round 2: submitted, 60 examples" in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("args", "error", "field"),
-    [
-        pytest.param("--token-file t.json --token abc", ConfigError, "token", id="both-tokens"),
-        pytest.param("", ConfigError, "token", id="no-token"),
-        pytest.param("--token abc --model mlp:5,3", InvalidInput, "model", id="width"),
-        pytest.param("--token abc --client-id 'bad id'", ConfigError, "client_id", id="id"),
-    ],
-)
-def test_client_command_refuses_bad_options(
-    tmp_path: Path, args: str, error: type[Exception], field: str
-) -> None:
-    """Token options, model width and client id are checked before connecting."""
-    data = _silo_csv(tmp_path / "silo.csv", seed=0)
-    base = f"federated client --server http://127.0.0.1:9 --data {data} --model mlp:4,3"
-    argv = [*base.split(), "--client-id", "c0", *shlex.split(args)]
-    result = CliRunner().invoke(app, argv)
-    assert isinstance(result.exception, error), result.output
-    assert getattr(result.exception, "field", None) == field
-
-
-def test_serve_command_enrolls_and_refuses_public_host_without_tls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """--enroll refuses an existing token file; a public --host needs --tls-cert."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "old.json").write_text("{}")
-    base = "federated serve --model mlp:4,3 --port 0"
-    existing = CliRunner().invoke(app, [*base.split(), "--token-file", "old.json", "--enroll", "2"])
-    public = CliRunner().invoke(
-        app, [*base.split(), "--token-file", "new.json", "--enroll", "2", "--host", "0.0.0.0"]
-    )
-    assert isinstance(existing.exception, ConfigError)
-    assert existing.exception.field == "token_file"
-    assert isinstance(public.exception, ConfigError)
-    assert "--tls-cert" in (public.exception.hint or "")
-    assert not (tmp_path / "new.json").exists()
-
-
-def test_serve_command_times_out_without_clients(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With --enroll and no client connecting, serve fails with RoundTimeout after writing 0600 tokens."""
-    monkeypatch.chdir(tmp_path)
-    args = "federated serve --model mlp:4,3 --port 0 --token-file t.json --enroll 2"
-    result = CliRunner().invoke(app, [*args.split(), "--wait-timeout", "0.2"])
-    assert isinstance(result.exception, RoundTimeout)
-    assert stat.S_IMODE((tmp_path / "t.json").stat().st_mode) == 0o600
-    tokens = json.loads((tmp_path / "t.json").read_text())
-    assert set(tokens) == {"client-001", "client-002"}
-    assert not any(token in result.output for token in tokens.values())

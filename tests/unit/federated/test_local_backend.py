@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedloop.core import FederatedConfig, InvalidInput, resolve
+from fedloop.core import FederatedConfig, InvalidInput, StoreUnavailable, resolve
 from fedloop.federated.coordinator import Coordinator
 from fedloop.federated.messages import FitIns
 from fedloop.federated.simulation import LocalBackend
@@ -118,3 +118,18 @@ def test_bad_factory_path_is_refused() -> None:
     with pytest.raises(InvalidInput, match=r"module:function") as info:
         LocalBackend("not-a-path", CLIENTS)
     assert info.value.field == "factory"
+
+
+def test_worker_that_cannot_import_its_factory_fails_the_first_fit() -> None:
+    """Workers start in the background; one that cannot import the factory fails the first fit."""
+    # Arrange: construction returns at once (workers import in the background)
+    pool = LocalBackend("fedloop_no_such_module_xyz:make_client", CLIENTS, num_workers=1)
+    params = TorchAdapter(lambda: mlp(30), num_features=30).get_parameters()
+    try:
+        # Act / Assert
+        with pytest.raises(StoreUnavailable, match="exited while starting") as info:
+            pool.fit(1, {c: FitIns(1, params, {}) for c in CLIENTS}, timeout_s=60)
+        assert info.value.field == "factory"
+        assert "fresh Python process" in (info.value.hint or "")
+    finally:
+        pool.close()

@@ -6,92 +6,43 @@ round row, one row per selected client, the round's metrics and an audit event),
 coordinator killed at any point restarts from the last completed round. Client sampling and
 client training are seeded from (seed, round, client), so the resumed run reproduces the
 uninterrupted one bit for bit.
+
+An asynchronous strategy (``strategy.asynchronous``, e.g. FedBuff) is run by
+:class:`~fedloop.federated.coordinator.asynchronous.AsyncCoordinator` instead, when the
+transport can run fits for several clients at once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+import warnings
+from collections.abc import Sequence
 
-import numpy as np
-
-from fedloop.core import (
-    Conflict,
-    DatasetId,
-    FederatedConfig,
-    FederationError,
-    NotFound,
-    Parameters,
-    RunId,
-    decode_parameters,
-    encode_parameters,
-    validate_parameters,
+from fedloop.core import FederationError, FedloopWarning, Parameters, RunId
+from fedloop.federated.coordinator._base import (
+    CoordinatorBase,
+    RoundReport,
+    client_row,
+    round_metrics,
+    screen_outcome,
+    select_clients,
 )
-from fedloop.federated.coordinator.validation import check_update
+from fedloop.federated.coordinator.asynchronous import AsyncCoordinator, concurrent_fit
 from fedloop.federated.messages import FitIns, FitOutcome
-from fedloop.federated.strategies.base import ClientUpdate, Strategy
-from fedloop.federated.transports.base import Transport
-from fedloop.store import ArtifactStore, FlClientRound, FlRound, SqlMetadataStore
+from fedloop.federated.strategies.base import ClientUpdate
+from fedloop.store import FlClientRound
 
 __all__ = ["Coordinator", "RoundReport", "select_clients"]
 
-EvaluateFn = Callable[[Parameters], Mapping[str, float]]
-RoundCallback = Callable[["RoundReport"], None]
-_CONFIG_TAG = "fedloop.federated.config_sha256"
 
-
-def select_clients(available: Sequence[str], round_num: int, *, seed: int, num: int) -> list[str]:
-    """Pick ``num`` clients for a round, deterministically from (seed, round).
-
-    Parameters
-    ----------
-    available : sequence of str
-        Client ids that can be reached.
-    round_num : int
-        Round number.
-    seed : int
-        Run seed.
-    num : int
-        How many to pick (capped at ``len(available)``).
-
-    Returns
-    -------
-    list of str
-        Sorted client ids.
-    """
-    pool = sorted(available)
-    rng = np.random.default_rng([seed, round_num])
-    count = min(num, len(pool))
-    if count == 0:
-        return []
-    picked = rng.choice(len(pool), size=count, replace=False)
-    return sorted(pool[int(i)] for i in picked)
-
-
-@dataclass(frozen=True)
-class RoundReport:
-    """What happened in one round (also what the progress bar shows)."""
-
-    round_num: int
-    status: str
-    metrics: dict[str, float]
-    participants: list[str]
-    dropped: dict[str, str]
-    seconds: float
-
-
-def _config_digest(config: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-
-
-class Coordinator:
+class Coordinator(CoordinatorBase):
     """Run federated rounds over a transport, checkpointing each round in the store.
+
+    With an asynchronous strategy (``strategy.asynchronous``, e.g. FedBuff), :meth:`run`
+    hands the run to :class:`AsyncCoordinator` (a round is then one server step) unless the
+    transport declares ``concurrent_fit = False``; then it warns and runs synchronous rounds,
+    in which every update is fresh (staleness 0).
 
     Parameters
     ----------
@@ -118,80 +69,6 @@ class Coordinator:
     >>> final = coordinator.run(run_id)
     """
 
-    def __init__(
-        self,
-        transport: Transport,
-        strategy: Strategy,
-        *,
-        config: FederatedConfig,
-        metadata: SqlMetadataStore,
-        artifacts: ArtifactStore,
-        evaluate_fn: EvaluateFn | None = None,
-        on_round: RoundCallback | None = None,
-    ) -> None:
-        self.transport = transport
-        self.strategy = strategy
-        self.config = config
-        self.metadata = metadata
-        self.artifacts = artifacts
-        self.evaluate_fn = evaluate_fn
-        self.on_round = on_round
-
-    # -- run record ------------------------------------------------------------------------
-    def _run_config(self) -> dict[str, Any]:
-        return {
-            "federated": self.config.model_dump(mode="json"),
-            "strategy": {"name": self.strategy.name, "params": self.strategy.get_params()},
-        }
-
-    def start(
-        self,
-        project_id: Any,
-        initial_parameters: Parameters,
-        *,
-        name: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        dataset_ids: Sequence[tuple[DatasetId, str]] = (),
-    ) -> RunId:
-        """Create the federated run and checkpoint the initial model as round 0.
-
-        Parameters
-        ----------
-        project_id : ProjectId
-            Owning project.
-        initial_parameters : Parameters
-            The starting global model.
-        name : str or None
-            Run name.
-        tags : Mapping or None
-            Run tags.
-        dataset_ids : sequence of (DatasetId, role)
-            Data sets the run uses (e.g. the central evaluation set).
-
-        Returns
-        -------
-        RunId
-            The run to pass to :meth:`run`.
-        """
-        params = validate_parameters(initial_parameters, field="initial_parameters")
-        run_config = self._run_config()
-        flat = {
-            **{f"federated.{k}": v for k, v in run_config["federated"].items()},
-            "strategy": self.strategy.name,
-            **{f"strategy.{k}": v for k, v in run_config["strategy"]["params"].items()},
-        }
-        run = self.metadata.create_run(
-            project_id,
-            name=name,
-            kind="federated",
-            params=flat,
-            tags={**dict(tags or {}), _CONFIG_TAG: _config_digest(run_config)},
-            dataset_ids=dataset_ids,
-        )
-        self.strategy.initialize(params)
-        self._checkpoint(run.id, 0, params, status="completed", clients=[], seconds=0.0, metrics={})
-        return run.id
-
     # -- the loop --------------------------------------------------------------------------
     def run(self, run_id: RunId) -> Parameters:
         """Run (or resume) rounds until ``num_rounds`` are completed; return the final model.
@@ -215,24 +92,25 @@ class Coordinator:
         FederationError
             When too many consecutive rounds had too few clients.
         """
-        run = self.metadata.get_run(run_id)
-        expected = run.tags.get(_CONFIG_TAG)
-        if expected != _config_digest(self._run_config()):
-            raise Conflict(
-                f"run {run_id} was started with another federated or strategy configuration.",
-                field="config",
-                hint="Resume with the same fedloop.toml [federated] and [strategy] settings.",
+        if self.strategy.asynchronous:
+            if concurrent_fit(self.transport) is not False:
+                return AsyncCoordinator(
+                    self.transport,
+                    self.strategy,
+                    config=self.config,
+                    metadata=self.metadata,
+                    artifacts=self.artifacts,
+                    evaluate_fn=self.evaluate_fn,
+                    on_round=self.on_round,
+                ).run(run_id)
+            warnings.warn(
+                f"{type(self.transport).__name__} cannot run fits for several clients at once, "
+                f"so the asynchronous strategy {self.strategy.name!r} runs in synchronous "
+                "rounds: every update starts from the newest model (staleness 0).",
+                FedloopWarning,
+                stacklevel=2,
             )
-        last = self.metadata.latest_fl_round(run_id)
-        if last is None:
-            raise NotFound(f"run {run_id} has no round checkpoint.", field="run_id", value=run_id)
-        params = decode_parameters(self.artifacts.get_bytes(last.parameters_digest))
-        if last.state_digest:
-            self.strategy.load_state_dict(
-                decode_parameters(self.artifacts.get_bytes(last.state_digest))
-            )
-        else:
-            self.strategy.initialize(params)
+        last, params = self._resume(run_id)
         skipped = self._trailing_skipped(run_id)
         try:
             for round_num in range(last.round + 1, self.config.num_rounds + 1):
@@ -248,8 +126,7 @@ class Coordinator:
                         hint="Check that clients are running, raise round_timeout_s or lower min_clients.",
                     )
         except BaseException as err:
-            if not isinstance(err, KeyboardInterrupt):
-                self.metadata.set_run_status(run_id, "failed", error=f"{type(err).__name__}: {err}")
+            self._fail(run_id, err)
             raise
         self.metadata.set_run_status(run_id, "finished")
         return params
@@ -290,7 +167,15 @@ class Coordinator:
             status = "completed"
         else:
             new_params, status = params, "skipped"
-        metrics = self._metrics(accepted, rows, new_params, started)
+        metrics = round_metrics(
+            accepted,
+            dropouts=sum(1 for r in rows if r.status in ("failed", "timeout", "rejected")),
+            bytes_up=sum(r.bytes_up for r in rows),
+            bytes_down=sum(r.bytes_down for r in rows),
+            params=new_params,
+            evaluate_fn=self.evaluate_fn,
+            started=started,
+        )
         self._checkpoint(
             run_id,
             round_num,
@@ -316,21 +201,12 @@ class Coordinator:
         accepted: list[ClientUpdate] = []
         rows: list[FlClientRound] = []
         for out in sorted(outcomes, key=lambda o: o.client_id):
-            status, reason, res = "ok", None, out.result
-            if res is None:
-                status = "timeout" if out.timed_out else "failed"
-                reason = out.error or status
-            else:
-                reason = check_update(
-                    res,
-                    global_params=params,
-                    round_num=round_num,
-                    max_update_norm=self.config.max_update_norm,
-                )
-                if reason is not None:
-                    status = "rejected"
-                elif len(accepted) >= wanted:
-                    status, reason = "unused", "enough updates were accepted already"
+            status, reason = screen_outcome(
+                out, params=params, round_num=round_num, max_update_norm=self.config.max_update_norm
+            )
+            if status == "ok" and len(accepted) >= wanted:
+                status, reason = "unused", "enough updates were accepted already"
+            res = out.result
             if status == "ok" and res is not None:
                 accepted.append(
                     ClientUpdate(
@@ -341,94 +217,5 @@ class Coordinator:
                         base_round=round_num - 1,
                     )
                 )
-            rows.append(
-                FlClientRound(
-                    client_id=out.client_id,
-                    status=status,
-                    reason=reason,
-                    num_examples=res.num_examples if res is not None and status == "ok" else None,
-                    metrics={
-                        k: float(v)
-                        for k, v in (res.metrics if res is not None else {}).items()
-                        if isinstance(v, (int, float)) and math.isfinite(v)
-                    },
-                    bytes_up=out.bytes_up,
-                    bytes_down=out.bytes_down,
-                    seconds=out.seconds,
-                )
-            )
+            rows.append(client_row(out, status, reason))
         return accepted, rows
-
-    def _metrics(
-        self,
-        accepted: Sequence[ClientUpdate],
-        rows: Sequence[FlClientRound],
-        params: Parameters,
-        started: float,
-    ) -> dict[str, float]:
-        metrics: dict[str, float] = {
-            "participants": float(len(accepted)),
-            "dropouts": float(
-                sum(1 for r in rows if r.status in ("failed", "timeout", "rejected"))
-            ),
-            "bytes_up": float(sum(r.bytes_up for r in rows)),
-            "bytes_down": float(sum(r.bytes_down for r in rows)),
-        }
-        total = sum(u.num_examples for u in accepted)
-        if total and all("loss" in u.metrics for u in accepted):
-            metrics["train_loss"] = (
-                sum(u.metrics["loss"] * u.num_examples for u in accepted) / total
-            )
-        if self.evaluate_fn is not None:
-            metrics.update(
-                {
-                    f"eval_{k}": float(v)
-                    for k, v in self.evaluate_fn(params).items()
-                    if math.isfinite(float(v))
-                }
-            )
-        metrics["seconds"] = time.perf_counter() - started
-        return metrics
-
-    def _checkpoint(
-        self,
-        run_id: RunId,
-        round_num: int,
-        params: Parameters,
-        *,
-        status: str,
-        clients: Sequence[FlClientRound],
-        seconds: float,
-        metrics: Mapping[str, float],
-    ) -> FlRound:
-        weights = self.artifacts.put_bytes(encode_parameters(params))
-        state = self.strategy.state_dict()
-        state_digest = (
-            self.artifacts.put_bytes(encode_parameters(OrderedDict(state))).digest
-            if state
-            else None
-        )
-        return self.metadata.record_fl_round(
-            run_id,
-            round_num,
-            status=status,
-            parameters_digest=weights.digest,
-            state_digest=state_digest,
-            clients=clients,
-            seconds=seconds,
-            metrics=metrics,
-        )
-
-    def load_round(self, run_id: RunId, round_num: int | None = None) -> Parameters:
-        """Return the global model checkpointed after a round (the last one by default).
-
-        Raises
-        ------
-        NotFound
-            When there is no such round.
-        """
-        rounds = self.metadata.list_fl_rounds(run_id)
-        chosen = [r for r in rounds if round_num is None or r.round == round_num]
-        if not chosen:
-            raise NotFound(f"run {run_id} has no checkpoint for round {round_num}.", field="round")
-        return decode_parameters(self.artifacts.get_bytes(chosen[-1].parameters_digest))

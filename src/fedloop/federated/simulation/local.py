@@ -25,19 +25,39 @@ class _Worker:
         self.spec = spec
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready = False
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the process and send its spec without waiting for it to be ready."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fedloop.federated.simulation.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
         )
-        stdin, stdout = self._pipes()
-        write_frame(stdin, self.spec)
-        header, _ = read_frame(stdout)
+        self.ready = False
+        write_frame(self._pipes()[0], self.spec)
+
+    def await_ready(self) -> None:
+        """Wait for the worker's "ready" frame (it has imported the client factory)."""
+        if self.ready:
+            return
+        try:
+            header, _ = read_frame(self._pipes()[1])
+        except EOFError as err:
+            raise StoreUnavailable(
+                f"simulation worker {self.index} exited while starting (see its stderr): {err}",
+                field="factory",
+                hint="Check that the client factory imports in a fresh Python process.",
+            ) from err
         if header.get("type") != "ready":
             raise StoreUnavailable(f"simulation worker {self.index} did not start: {header}.")
+        self.ready = True
+
+    def start(self) -> None:
+        """Start the process and wait until it is ready."""
+        self.launch()
+        self.await_ready()
 
     def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
         if self.proc is None or self.proc.stdin is None or self.proc.stdout is None:
@@ -73,6 +93,7 @@ class _Worker:
                 try:
                     if not self.alive():
                         self.start()
+                    self.await_ready()
                     write_frame(self._pipes()[0], request, payload)
                     first = read_frame(self._pipes()[1])
                     break
@@ -175,8 +196,20 @@ class LocalBackend:
         self._pool = ThreadPoolExecutor(
             max_workers=len(self._workers), thread_name_prefix="fedloop-sim"
         )
-        for done in wait([self._pool.submit(w.start) for w in self._workers]).done:
-            done.result()
+        # Workers import torch and the factory (seconds) while the caller opens its store and
+        # builds its model; the first fit waits for them.
+        for worker in self._workers:
+            worker.launch()
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    def _await_workers(self) -> None:
+        with self._start_lock:  # concurrent first fits (FedBuff's loop) wait for the same start
+            if self._started:
+                return
+            for done in wait([self._pool.submit(w.await_ready) for w in self._workers]).done:
+                done.result()
+            self._started = True
 
     @property
     def num_workers(self) -> int:
@@ -202,6 +235,7 @@ class LocalBackend:
         """Send the round's model once per worker and collect one outcome per client."""
         if not instructions:
             return []
+        self._await_workers()
         first = next(iter(instructions.values()))
         payload = encode_parameters(first.parameters)
         by_worker: dict[int, list[str]] = {}
@@ -237,13 +271,16 @@ class LocalBackend:
         return outcomes
 
     def close(self) -> None:
-        """Stop every worker process."""
+        """Stop every worker process (all asked at once, then waited for)."""
         for worker in self._workers:
             if worker.proc is not None and worker.proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     worker.proc.stdin.close()
+        deadline = time.monotonic() + 5
+        for worker in self._workers:
+            if worker.proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    worker.proc.wait(timeout=5)
+                    worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             worker.kill()
         self._pool.shutdown(wait=False, cancel_futures=True)
 

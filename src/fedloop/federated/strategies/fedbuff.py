@@ -125,6 +125,11 @@ class FedBuff(Strategy):
             "max_staleness": self.max_staleness,
         }
 
+    @property
+    def server_steps(self) -> int:
+        """Return the server steps (buffer flushes) taken so far: the model's version."""
+        return self._version
+
     def staleness_weight(self, staleness: int) -> float:
         """Return the weight of an update that is ``staleness`` server steps old.
 

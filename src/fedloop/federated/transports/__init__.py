@@ -1,6 +1,51 @@
-"""Transports between coordinator and clients: the interface and its implementations."""
+"""Transports between coordinator and clients: the interface and its implementations.
 
+The network transport (``HttpTransport``, ``run_http_client``) loads its web stack (Starlette,
+hypercorn, httpx) only when first used, so that importing this package, or starting the CLI,
+stays light.
+"""
+
+from __future__ import annotations
+
+import typing as _typing
+
+from fedloop.federated.transports._auth import (
+    check_client_id,
+    generate_tokens,
+    read_client_token,
+    read_token_file,
+    write_token_file,
+)
 from fedloop.federated.transports.base import Transport
 from fedloop.federated.transports.inprocess import InProcessTransport
 
-__all__ = ["InProcessTransport", "Transport"]
+if _typing.TYPE_CHECKING:
+    from fedloop.federated.transports.http import HttpTransport
+    from fedloop.federated.transports.http_client import ClientReport, run_http_client
+
+__all__ = [
+    "ClientReport",
+    "HttpTransport",
+    "InProcessTransport",
+    "Transport",
+    "check_client_id",
+    "generate_tokens",
+    "read_client_token",
+    "read_token_file",
+    "run_http_client",
+    "write_token_file",
+]
+
+_LAZY = {
+    "ClientReport": "fedloop.federated.transports.http_client",
+    "HttpTransport": "fedloop.federated.transports.http",
+    "run_http_client": "fedloop.federated.transports.http_client",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fedloop.federated.transports' has no attribute {name!r}")

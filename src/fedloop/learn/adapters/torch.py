@@ -123,11 +123,9 @@ class TorchAdapter:
         self.input_name = input_name
         self.output_name = output_name
         self._generator = torch.Generator().manual_seed(seed)
-        self._opt: torch.optim.Optimizer = (
-            torch.optim.SGD(self.module.parameters(), lr=lr)
-            if optimizer == "sgd"
-            else torch.optim.Adam(self.module.parameters(), lr=lr)
-        )
+        # Built on the first fit: constructing a torch optimizer imports torch._dynamo (about
+        # 1.5 s), which a coordinator that only evaluates never needs.
+        self._opt: torch.optim.Optimizer | None = None
         self._steps = 0
 
     # -- parameters ----------------------------------------------------------------------------
@@ -240,6 +238,7 @@ class TorchAdapter:
         anchor = [p.detach().clone() for p in trainable] if proximal_mu > 0 else []
         loss_fn = nn.BCEWithLogitsLoss()
         batch = self.batch_size
+        opt = self._optimizer()
         self.module.train()
         mean_loss = 0.0
         for _ in range(epochs):
@@ -247,7 +246,7 @@ class TorchAdapter:
             total, count = 0.0, 0
             for start in range(0, xt.shape[0], batch):
                 idx = order[start : start + batch]
-                self._opt.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=True)
                 loss = loss_fn(self.module(xt[idx]).reshape(-1), yt[idx])
                 if anchor:
                     proximal = sum(
@@ -256,7 +255,7 @@ class TorchAdapter:
                     (loss + proximal_mu / 2 * proximal).backward()
                 else:
                     loss.backward()
-                self._opt.step()
+                opt.step()
                 value = float(loss.detach())
                 total += value * idx.shape[0]
                 count += idx.shape[0]
@@ -265,6 +264,17 @@ class TorchAdapter:
                     on_step(self._steps, value)
             mean_loss = total / max(count, 1)
         return {"loss": mean_loss, "num_examples": float(xt.shape[0])}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        if self._opt is None:
+            params = self.module.parameters()
+            lr = float(self.params["lr"])
+            self._opt = (
+                torch.optim.SGD(params, lr=lr)
+                if self.params["optimizer"] == "sgd"
+                else torch.optim.Adam(params, lr=lr)
+            )
+        return self._opt
 
     def predict_proba(self, x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
         """Return the probability of class 1 for each row."""

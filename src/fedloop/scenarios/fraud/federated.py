@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -16,13 +15,13 @@ from rich.table import Table
 from fedloop.core import FedloopConfig, RunId, fingerprint_arrays
 from fedloop.federated.client import AdapterClient
 from fedloop.federated.coordinator import Coordinator, RoundReport
-from fedloop.federated.simulation import LocalBackend
+from fedloop.federated.registration import register_federated_model
+from fedloop.federated.simulation import LocalBackend, RayBackend
 from fedloop.federated.strategies import make_strategy
 from fedloop.federated.transports import InProcessTransport, Transport
 from fedloop.learn import TorchAdapter, dirichlet_partition, iid_partition, mlp
-from fedloop.registry import CHAMPION, ModelRegistry
 from fedloop.scenarios.fraud.data import FraudData, make_fraudlike
-from fedloop.store import Contributor, Workspace
+from fedloop.store import Workspace
 
 __all__ = ["MODEL_NAME", "make_client", "simulate"]
 
@@ -88,6 +87,7 @@ def simulate(
     register: bool = True,
     backend: str = "local",
     num_workers: int | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Simulate federated training of the fraud MLP over ``num_clients`` banks.
 
@@ -113,10 +113,14 @@ def simulate(
         Continue this run instead of starting a new one.
     register : bool, default True
         Register the final model with its lineage.
-    backend : {"local", "inprocess"}, default "local"
-        A pool of worker processes hosting the virtual clients, or this process.
+    backend : {"local", "inprocess", "ray"}, default "local"
+        A pool of worker processes hosting the virtual clients, this process, or Ray actors
+        (extra ``ray``; one actor per CPU, many clients each).
     num_workers : int or None
-        Worker processes of the local backend (default: one per CPU).
+        Worker processes of the local backend or actors of the Ray backend (default: one per
+        CPU).
+    ray_address : str or None
+        Ray cluster to join (``"auto"``, ``"ray://host:10001"``); None starts Ray here.
 
     Returns
     -------
@@ -138,6 +142,14 @@ def simulate(
     if backend == "local":
         transport = LocalBackend(
             f"{__name__}:make_client", client_ids, num_workers=num_workers, kwargs=spec
+        )
+    elif backend == "ray":
+        transport = RayBackend(
+            f"{__name__}:make_client",
+            client_ids,
+            num_actors=num_workers,
+            kwargs=spec,
+            address=ray_address,
         )
     else:
         transport = InProcessTransport({c: make_client(c, **spec) for c in client_ids})
@@ -220,40 +232,21 @@ def simulate(
     out.print(table)
     result: dict[str, Any] = {"run_id": run_id, "metrics": last, "rounds": len(rounds) - 1}
     if register:
-        registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
         evaluator.set_parameters(final)
-        contributions: dict[str, list[int]] = defaultdict(list)
-        examples: dict[str, int] = defaultdict(int)
-        for round_num, row in ws.metadata.list_fl_client_rounds(run_id):
-            if row.status == "ok":
-                contributions[row.client_id].append(round_num)
-                examples[row.client_id] = max(examples[row.client_id], row.num_examples or 0)
-        mv = registry.register(
+        mv = register_federated_model(
+            ws,
             MODEL_NAME,
+            run_id=run_id,
             weights=final,
             onnx_model=evaluator.to_onnx(),
             signature=evaluator.signature(),
-            metrics={k.removeprefix("eval_"): v for k, v in last.items() if k.startswith("eval_")},
             tags={"scenario": "fraud", "strategy": strategy.name},
-            run_id=run_id,
             datasets=[(test_ds.id, "eval")],
-            contributors=[
-                Contributor(contributor=c, kind="client", rounds=tuple(r), num_examples=examples[c])
-                for c, r in sorted(contributions.items())
-            ],
-            actor="coordinator",
             description=f"MLP 30-64-32-1, {strategy.name} over {num_clients} banks",
         )
-        if ws.metadata.find_alias(MODEL_NAME, CHAMPION) is None:
-            registry.promote(
-                MODEL_NAME,
-                mv.version,
-                alias=CHAMPION,
-                actor="coordinator",
-                reason="first federated model",
-            )
         out.print(
-            f"Registered [bold]{MODEL_NAME} v{mv.version}[/] with lineage over {len(contributions)} clients."
+            f"Registered [bold]{MODEL_NAME} v{mv.version}[/] with lineage over "
+            f"{len(mv.contributors)} clients."
         )
         result["version"] = mv.version
     result["final_checksum"] = float(sum(float(np.abs(a).sum()) for a in final.values()))

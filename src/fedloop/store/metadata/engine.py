@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -19,12 +15,20 @@ from sqlalchemy.pool import StaticPool
 
 from fedloop.core import ConfigError, SchemaTooNew, StoreUnavailable, require
 
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
+
 __all__ = ["SCHEMA_HEAD", "create_store_engine", "current_revision", "migrate", "write_transaction"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _script() -> ScriptDirectory:
+    # Alembic (and Mako) load only when a migration has to run: opening an up-to-date store
+    # reads the stamped revision with one query.
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     return ScriptDirectory.from_config(cfg)
@@ -177,7 +181,14 @@ def current_revision(engine: Engine) -> str | None:
         The Alembic revision id.
     """
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _stamped_revision(conn)
+
+
+def _stamped_revision(conn: Connection) -> str | None:
+    """Read Alembic's ``alembic_version`` table (one linear history: at most one row)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def migrate(engine: Engine, *, upgrade: bool = True) -> str:
@@ -221,6 +232,9 @@ def migrate(engine: Engine, *, upgrade: bool = True) -> str:
             field="store.auto_upgrade",
             hint="Run `fedloop store upgrade` or set store.auto_upgrade = true.",
         )
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     with write_transaction(engine) as conn:
@@ -228,6 +242,6 @@ def migrate(engine: Engine, *, upgrade: bool = True) -> str:
             conn.execute(text("SELECT pg_advisory_xact_lock(7244011)"))
         cfg.attributes["connection"] = conn
         # Another process may have migrated while we waited for the lock.
-        if MigrationContext.configure(conn).get_current_revision() != SCHEMA_HEAD:
+        if _stamped_revision(conn) != SCHEMA_HEAD:
             command.upgrade(cfg, "head")
     return SCHEMA_HEAD

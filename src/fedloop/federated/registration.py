@@ -1,0 +1,117 @@
+"""Register a federated run's final model with its lineage: the clients and rounds that made it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from fedloop.core import DatasetId, Parameters, RunId, Signature
+from fedloop.registry import CHAMPION, ModelRegistry
+from fedloop.store import Contributor, ModelVersion, SqlMetadataStore, Workspace
+
+__all__ = ["register_federated_model"]
+
+
+def _contributors(metadata: SqlMetadataStore, run_id: RunId) -> list[Contributor]:
+    """Return every client with an accepted result: its rounds and its largest example count."""
+    rounds: dict[str, list[int]] = defaultdict(list)
+    examples: dict[str, int] = defaultdict(int)
+    for round_num, row in metadata.list_fl_client_rounds(run_id):
+        if row.status == "ok":
+            rounds[row.client_id].append(round_num)
+            examples[row.client_id] = max(examples[row.client_id], row.num_examples or 0)
+    return [
+        Contributor(contributor=c, kind="client", rounds=tuple(r), num_examples=examples[c])
+        for c, r in sorted(rounds.items())
+    ]
+
+
+def register_federated_model(
+    ws: Workspace,
+    name: str,
+    *,
+    run_id: RunId,
+    weights: Parameters,
+    onnx_model: bytes,
+    signature: Signature | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    datasets: Sequence[tuple[DatasetId, str]] = (),
+    description: str = "",
+    actor: str = "coordinator",
+) -> ModelVersion:
+    """Register the final model of a federated run; the model's first version becomes champion.
+
+    Every client that had a result accepted in some round is recorded as a contributor, with
+    those rounds and the most examples it trained on in one round (from the run's client-round
+    rows, so a client that dropped out still gets credit for the rounds it did contribute to).
+
+    Parameters
+    ----------
+    ws : Workspace
+        The project's stores; the run must be recorded there.
+    name : str
+        Registered model name (created on first use).
+    run_id : RunId
+        The federated run.
+    weights : Parameters
+        The final global weights.
+    onnx_model : bytes
+        Their ONNX graph for serving.
+    signature : Signature or None
+        Declared inputs and outputs; read off the graph when None.
+    metrics : Mapping or None
+        Default: the ``eval_*`` metrics of the run's last round, without the prefix.
+    tags : Mapping or None
+        Labels of the version.
+    datasets : sequence of (DatasetId, role)
+        Data sets used (e.g. the central evaluation set).
+    description : str
+        Free text.
+    actor : str, default "coordinator"
+        Who registers and promotes (audit).
+
+    Returns
+    -------
+    ModelVersion
+        The new version, with its contributors and, when it became champion, that alias.
+
+    Raises
+    ------
+    InvalidInput, SignatureMismatch
+        When the name, weights, graph or signature are bad (nothing is written).
+    NotFound
+        When the run or a data set does not exist.
+
+    Example
+    -------
+    >>> adapter.set_parameters(final)  # doctest: +SKIP
+    >>> mv = register_federated_model(ws, "fraud-fl", run_id=run_id, weights=final,
+    ...                               onnx_model=adapter.to_onnx(), signature=adapter.signature())
+    >>> [c.contributor for c in mv.contributors]
+    ['bank-000', 'bank-001']
+    """
+    if metrics is None:
+        last = ws.metadata.latest_fl_round(run_id)
+        found = last.metrics if last is not None else {}
+        metrics = {k.removeprefix("eval_"): v for k, v in found.items() if k.startswith("eval_")}
+    registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
+    mv = registry.register(
+        name,
+        weights=weights,
+        onnx_model=onnx_model,
+        signature=signature,
+        metrics=metrics,
+        tags=tags,
+        run_id=run_id,
+        datasets=datasets,
+        contributors=_contributors(ws.metadata, run_id),
+        description=description,
+        actor=actor,
+    )
+    if ws.metadata.find_alias(name, CHAMPION) is None:
+        registry.promote(
+            name, mv.version, alias=CHAMPION, actor=actor, reason="first federated model"
+        )
+        mv = ws.metadata.get_model_version(name, mv.version)
+    return mv
