@@ -7,7 +7,7 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +61,39 @@ class _WithSigmoid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.module(x))
+
+
+class _Optimizer(Protocol):
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+    def step(self) -> Any: ...
+
+
+class _PlainSGD:
+    """Plain SGD, ``p -= lr * grad``: bit for bit what ``torch.optim.SGD(params, lr)`` does.
+
+    Constructing any ``torch.optim`` optimizer imports ``torch._dynamo`` (about 1.5 s of CPU,
+    measured with torch 2.13), once per process: in every simulation worker, every client
+    process and every coordinator that trains. Without momentum or weight decay the update is
+    one in-place add per tensor, so fedloop applies it directly; Adam still uses torch.optim.
+    """
+
+    def __init__(self, params: list[nn.Parameter], lr: float) -> None:
+        self.params = params
+        self.lr = lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def step(self) -> None:
+        with torch.no_grad():
+            for p in self.params:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-self.lr)
 
 
 class TorchAdapter:
@@ -123,9 +156,8 @@ class TorchAdapter:
         self.input_name = input_name
         self.output_name = output_name
         self._generator = torch.Generator().manual_seed(seed)
-        # Built on the first fit: constructing a torch optimizer imports torch._dynamo (about
-        # 1.5 s), which a coordinator that only evaluates never needs.
-        self._opt: torch.optim.Optimizer | None = None
+        # Built on the first fit (see _PlainSGD for why SGD is not torch.optim.SGD).
+        self._opt: _Optimizer | None = None
         self._steps = 0
 
     # -- parameters ----------------------------------------------------------------------------
@@ -265,14 +297,13 @@ class TorchAdapter:
             mean_loss = total / max(count, 1)
         return {"loss": mean_loss, "num_examples": float(xt.shape[0])}
 
-    def _optimizer(self) -> torch.optim.Optimizer:
+    def _optimizer(self) -> _Optimizer:
         if self._opt is None:
-            params = self.module.parameters()
             lr = float(self.params["lr"])
             self._opt = (
-                torch.optim.SGD(params, lr=lr)
+                _PlainSGD(list(self.module.parameters()), lr)
                 if self.params["optimizer"] == "sgd"
-                else torch.optim.Adam(params, lr=lr)
+                else torch.optim.Adam(self.module.parameters(), lr=lr)
             )
         return self._opt
 
