@@ -8,6 +8,7 @@ import sys
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +25,13 @@ from fedloop.core.errors import (
     MissingExtraError,
     StoreUnavailable,
 )
-from fedloop.store.artifacts import ArtifactRef, ArtifactStore, FsspecArtifactStore
+from fedloop.store.artifacts import (
+    ArtifactRef,
+    ArtifactStore,
+    FsspecArtifactStore,
+    GcReport,
+    _modified_at,
+)
 
 MakeStore = Callable[[], FsspecArtifactStore]
 
@@ -39,6 +46,12 @@ class S3Server(Protocol):
 
 
 NEVER_STORED = hashlib.sha256(b"never stored").hexdigest()
+HOUR_S = 3600
+
+
+def _in(hours: float) -> datetime:
+    """Return the time ``hours`` from now: what a collector running then would see."""
+    return datetime.now(UTC) + timedelta(hours=hours)
 
 
 @pytest.fixture(
@@ -431,3 +444,210 @@ def test_missing_s3_bucket_raises_store_unavailable(s3_server: S3Server) -> None
     with pytest.raises(StoreUnavailable, match="no-such-bucket") as info:
         store.put_bytes(b"payload")
     assert "bucket" in (info.value.hint or "")
+
+
+# -- garbage collection ----------------------------------------------------------------------
+
+
+def test_sweep_deletes_old_unreferenced_object(make_artifact_store: MakeStore) -> None:
+    """An object no one refers to, older than min_age_s, is deleted and reported."""
+    # Arrange
+    store = make_artifact_store()
+    orphan = store.put_bytes(b"orphan upload")
+
+    # Act
+    report = store.sweep(set(), min_age_s=HOUR_S, now=_in(2))
+
+    # Assert
+    assert report == GcReport(
+        blobs_deleted=1,
+        bytes_freed=len(b"orphan upload"),
+        tmp_deleted=0,
+        kept_referenced=0,
+        kept_young=0,
+        dry_run=False,
+        digests=(orphan.digest,),
+    )
+    assert not store.exists(orphan.digest)
+    assert list(make_artifact_store().list_digests()) == []
+
+
+def test_sweep_keeps_referenced_object(make_artifact_store: MakeStore) -> None:
+    """An object in the keep-set stays however old it is; only the orphan goes."""
+    # Arrange
+    store = make_artifact_store()
+    kept = store.put_bytes(b"registered weights")
+    orphan = store.put_bytes(b"orphan")
+
+    # Act
+    report = store.sweep({kept.digest}, min_age_s=HOUR_S, now=_in(24))
+
+    # Assert
+    assert (report.blobs_deleted, report.kept_referenced, report.digests) == (
+        1,
+        1,
+        (orphan.digest,),
+    )
+    assert store.get_bytes(kept.digest) == b"registered weights"
+    assert list(store.list_digests()) == [kept.digest]
+
+
+def test_sweep_keeps_young_object(make_artifact_store: MakeStore) -> None:
+    """An unreferenced object younger than min_age_s (an upload not yet committed) stays."""
+    # Arrange
+    store = make_artifact_store()
+    young = store.put_bytes(b"uploaded, row not committed yet")
+
+    # Act
+    report = store.sweep(set(), min_age_s=HOUR_S)
+
+    # Assert
+    assert (report.blobs_deleted, report.kept_young, report.digests) == (0, 1, ())
+    assert store.exists(young.digest)
+
+
+def test_sweep_removes_old_tmp_partial_and_keeps_young_one(make_artifact_store: MakeStore) -> None:
+    """A crashed writer's leftover under tmp/ is swept once old; a fresh one stays."""
+    # Arrange
+    store = make_artifact_store()
+    leftover = f"{_tmp_folder(store)}/{uuid.uuid4().hex}"
+    store.fs.pipe_file(leftover, b"partial write")
+
+    # Act
+    young = store.sweep(set(), min_age_s=HOUR_S)
+    old = store.sweep(set(), min_age_s=HOUR_S, now=_in(2))
+
+    # Assert
+    assert (young.tmp_deleted, young.kept_young) == (0, 1)
+    assert (old.tmp_deleted, old.bytes_freed, old.blobs_deleted) == (1, len(b"partial write"), 0)
+    assert store.fs.find(_tmp_folder(store)) == []
+
+
+def test_sweep_dry_run_changes_nothing(make_artifact_store: MakeStore) -> None:
+    """A dry run reports what would go, with its bytes, and deletes nothing."""
+    # Arrange
+    store = make_artifact_store()
+    kept = store.put_bytes(b"kept")
+    orphan = store.put_bytes(b"orphan bytes")
+    leftover = f"{_tmp_folder(store)}/{uuid.uuid4().hex}"
+    store.fs.pipe_file(leftover, b"partial")
+
+    # Act
+    report = store.sweep({kept.digest}, min_age_s=HOUR_S, dry_run=True, now=_in(2))
+
+    # Assert
+    assert report.dry_run
+    assert (report.blobs_deleted, report.tmp_deleted, report.digests) == (1, 1, (orphan.digest,))
+    assert report.bytes_freed == len(b"orphan bytes") + len(b"partial")
+    assert sorted(store.list_digests()) == sorted([kept.digest, orphan.digest])
+    assert store.fs.exists(leftover)
+
+
+def test_sweep_counts_bytes_of_every_deleted_object(make_artifact_store: MakeStore) -> None:
+    """bytes_freed is the sum of the deleted objects' sizes; digests are listed sorted."""
+    # Arrange
+    store = make_artifact_store()
+    refs = [store.put_bytes(bytes([i]) * (100 * i)) for i in range(1, 5)]
+
+    # Act
+    report = store.sweep(set(), min_age_s=0)
+
+    # Assert
+    assert report.bytes_freed == sum(ref.size_bytes for ref in refs)
+    assert report.digests == tuple(sorted(ref.digest for ref in refs))
+    assert list(store.list_digests()) == []
+
+
+def test_sweep_leaves_foreign_files_alone(make_artifact_store: MakeStore) -> None:
+    """A file under sha256/ whose name is not a digest in its shard is never deleted."""
+    # Arrange
+    store = make_artifact_store()
+    root = store.uri_for(NEVER_STORED).rsplit("/sha256/", 1)[0]
+    foreign = f"{root}/sha256/ab/README"
+    store.fs.makedirs(f"{root}/sha256/ab", exist_ok=True)
+    store.fs.pipe_file(foreign, b"notes")
+
+    # Act
+    report = store.sweep(set(), min_age_s=0)
+
+    # Assert
+    assert report.blobs_deleted == 0
+    assert store.fs.exists(foreign)
+
+
+@pytest.mark.parametrize("min_age_s", [-1, float("nan"), float("inf"), True, "3600"])
+def test_sweep_refuses_bad_min_age(make_artifact_store: MakeStore, min_age_s: object) -> None:
+    """A negative or non-finite min_age_s raises InvalidInput naming it and deletes nothing."""
+    # Arrange
+    store = make_artifact_store()
+    ref = store.put_bytes(b"orphan")
+
+    # Act / Assert
+    with pytest.raises(InvalidInput, match="min_age_s") as info:
+        store.sweep(set(), min_age_s=min_age_s, now=_in(2))  # type: ignore[arg-type]
+    assert info.value.field == "min_age_s"
+    assert store.exists(ref.digest)
+
+
+def test_sweep_local_reads_file_mtime(tmp_path: Path) -> None:
+    """On a local folder the age is the file's mtime (not its ctime, which os.utime moves)."""
+    # Arrange
+    store = FsspecArtifactStore(tmp_path / "artifacts")
+    old, young = store.put_bytes(b"old orphan"), store.put_bytes(b"young orphan")
+    two_hours_ago = datetime.now(UTC).timestamp() - 2 * HOUR_S
+    os.utime(store.uri_for(old.digest).removeprefix("file://"), (two_hours_ago, two_hours_ago))
+
+    # Act
+    report = store.sweep(set(), min_age_s=HOUR_S)
+
+    # Assert
+    assert (report.digests, report.kept_young) == ((old.digest,), 1)
+    assert store.exists(young.digest)
+
+
+def test_sweep_keeps_object_of_unknown_age_unless_min_age_is_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the backend reports no modification time, only min_age_s=0 deletes."""
+    # Arrange
+    store = FsspecArtifactStore(f"memory://fedloop-test-{uuid.uuid4().hex}")
+    ref = store.put_bytes(b"orphan of unknown age")
+    find = store.fs.find
+
+    def find_without_times(path: str, **kwargs: Any) -> Any:
+        found = find(path, **kwargs)
+        return {
+            p: {"name": i["name"], "size": i["size"], "type": i["type"]} for p, i in found.items()
+        }
+
+    monkeypatch.setattr(store.fs, "find", find_without_times)
+
+    # Act
+    cautious = store.sweep(set(), min_age_s=HOUR_S, now=_in(1000))
+    eager = store.sweep(set(), min_age_s=0)
+
+    # Assert
+    assert (cautious.blobs_deleted, cautious.kept_young) == (0, 1)
+    assert eager.digests == (ref.digest,)
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        pytest.param({"mtime": 1_700_000_000.5, "created": 1.0}, 1_700_000_000.5, id="local"),
+        pytest.param(
+            {"LastModified": datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)},
+            1_700_000_000.0,
+            id="s3-datetime",
+        ),
+        pytest.param({"created": datetime(2023, 11, 14, 22, 13, 20)}, 1_700_000_000.0, id="naive"),
+        pytest.param({"updated": "2023-11-14T22:13:20Z"}, 1_700_000_000.0, id="iso-text"),
+        pytest.param({"created": 1_700_000_000}, 1_700_000_000.0, id="memory-int"),
+        pytest.param({"size": 3, "mtime": "yesterday"}, None, id="unparseable"),
+        pytest.param({"size": 3}, None, id="absent"),
+    ],
+)
+def test_modification_time_is_normalised(info: dict[str, Any], expected: float | None) -> None:
+    """Every backend's way of reporting modification time becomes epoch seconds (or None)."""
+    # Act / Assert
+    assert _modified_at(info) == expected

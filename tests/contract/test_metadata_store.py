@@ -905,6 +905,51 @@ def test_get_deployment_unknown_raises_not_found(store: SqlMetadataStore) -> Non
     assert info.value.field == "deployment"
 
 
+# -- artifact references (garbage collection keep-set) ----------------------------------------
+
+
+def test_list_artifact_digests_includes_every_reference(
+    store: SqlMetadataStore, project: Project, run: Run
+) -> None:
+    """Run artifacts, model weights and ONNX, round checkpoints and strategy states are all kept."""
+    # Arrange
+    artifact, parameters, state = "c" * 64, "d" * 64, "e" * 64
+    store.record_artifact(run.id, "report.html", digest=artifact, size_bytes=10)
+    _register(store, project)
+    store.record_fl_round(
+        run.id,
+        0,
+        status="completed",
+        parameters_digest=parameters,
+        state_digest=None,
+        clients=[],
+        seconds=0.0,
+        metrics={},
+    )
+    store.record_fl_round(
+        run.id,
+        1,
+        status="completed",
+        parameters_digest=parameters,
+        state_digest=state,
+        clients=[],
+        seconds=0.1,
+        metrics={"loss": 0.5},
+    )
+
+    # Act
+    digests = store.list_artifact_digests()
+
+    # Assert
+    assert digests == {artifact, WEIGHTS, ONNX, parameters, state}
+
+
+def test_list_artifact_digests_of_empty_store_is_empty(store: SqlMetadataStore) -> None:
+    """A store without records refers to no artifact."""
+    # Act / Assert
+    assert store.list_artifact_digests() == set()
+
+
 # -- audit -------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Metadata (SQLAlchemy + Alembic), artifacts (fsspec), the audit log and the tracking API."""
 
-from fedloop.store.artifacts import ArtifactRef, ArtifactStore, FsspecArtifactStore
+from fedloop.store.artifacts import ArtifactRef, ArtifactStore, FsspecArtifactStore, GcReport
 from fedloop.store.audit import AuditReport
+from fedloop.store.gc import GC_EVENT, collect_garbage
 from fedloop.store.metadata import (
     SCHEMA_HEAD,
     AliasChange,
@@ -25,6 +26,7 @@ from fedloop.store.workspace import CONFIG_FILE, Workspace, load_config, open_wo
 
 __all__ = [
     "CONFIG_FILE",
+    "GC_EVENT",
     "SCHEMA_HEAD",
     "ActiveRun",
     "AliasChange",
@@ -38,6 +40,7 @@ __all__ = [
     "FlClientRound",
     "FlRound",
     "FsspecArtifactStore",
+    "GcReport",
     "MetadataStore",
     "MetricPoint",
     "ModelVersion",
@@ -48,6 +51,7 @@ __all__ = [
     "StoredArtifact",
     "Workspace",
     "check_name",
+    "collect_garbage",
     "load_config",
     "open_workspace",
     "start_run",

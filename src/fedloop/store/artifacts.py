@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import fsspec
 from fsspec.core import split_protocol
 
+from fedloop.core.clock import utc_now
 from fedloop.core.errors import (
     ArtifactCorrupt,
     ArtifactMissing,
@@ -26,7 +29,7 @@ from fedloop.core.errors import (
 )
 from fedloop.core.extras import require
 
-__all__ = ["ArtifactRef", "ArtifactStore", "FsspecArtifactStore"]
+__all__ = ["ArtifactRef", "ArtifactStore", "FsspecArtifactStore", "GcReport"]
 
 _FIELD = "store.artifacts_url"
 _CHUNK_BYTES = 1 << 20
@@ -37,6 +40,12 @@ _RESTORE_HINT = "Re-upload the artifact or restore it from backup."
 _ATOMIC_PUT = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 # Client libraries whose exceptions mean "the backend could not be reached", not a bug.
 _BACKEND_MODULES = ("botocore.", "aiobotocore.", "aiohttp.", "urllib3.", "requests.", "google.")
+# Where backends put an object's modification time in fsspec's info(), most specific first:
+# local "mtime" (float; its "created" is st_ctime, which os.utime moves), s3fs "LastModified"
+# (datetime), gcsfs "updated" (ISO text), memory "created" (float from find, datetime from info).
+_MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
+# At most this many digests are listed in a GcReport; the counts are always complete.
+_GC_LISTED_DIGESTS_MAX = 1000
 
 
 class _Reader(Protocol):
@@ -60,6 +69,38 @@ class ArtifactRef:
     digest: str
     size_bytes: int
     uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """What a garbage collection of the artifact store removed (or, in a dry run, would remove).
+
+    Parameters
+    ----------
+    blobs_deleted : int
+        Unreferenced objects old enough to go.
+    bytes_freed : int
+        Their bytes plus those of the swept ``tmp/`` leftovers.
+    tmp_deleted : int
+        Leftover partial writes under ``tmp/`` old enough to go.
+    kept_referenced : int
+        Objects kept because a record refers to them.
+    kept_young : int
+        Unreferenced objects and ``tmp/`` files kept because they are younger than
+        ``min_age_s`` (or their age cannot be read): writes that may not have committed yet.
+    dry_run : bool
+        True when nothing was deleted.
+    digests : tuple of str
+        Digests of the deleted objects, sorted, at most 1000 of them (the counts are complete).
+    """
+
+    blobs_deleted: int
+    bytes_freed: int
+    tmp_deleted: int
+    kept_referenced: int
+    kept_young: int
+    dry_run: bool
+    digests: tuple[str, ...]
 
 
 @runtime_checkable
@@ -99,6 +140,16 @@ class ArtifactStore(Protocol):
     def list_digests(self) -> Iterator[str]:
         """Yield the digests of all stored objects."""
 
+    def sweep(
+        self,
+        keep: Collection[str],
+        *,
+        min_age_s: float,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> GcReport:
+        """Delete objects not in ``keep`` and ``tmp/`` leftovers older than ``min_age_s``."""
+
 
 def _validate_digest(digest: object) -> str:
     if not isinstance(digest, str) or _DIGEST_RE.fullmatch(digest) is None:
@@ -115,6 +166,38 @@ def _is_backend_error(err: BaseException) -> bool:
     if isinstance(err, OSError):
         return True
     return any(c.__module__.startswith(_BACKEND_MODULES) for c in type(err).__mro__)
+
+
+def _modified_at(info: Mapping[str, Any]) -> float | None:
+    """Return the modification time in an fsspec ``info()`` as epoch seconds, or None."""
+    for key in _MTIME_KEYS:
+        value = info.get(key)
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _validate_min_age(min_age_s: object) -> float:
+    if (
+        isinstance(min_age_s, bool)
+        or not isinstance(min_age_s, (int, float))
+        or not math.isfinite(min_age_s)
+        or min_age_s < 0
+    ):
+        raise InvalidInput(
+            f"`min_age_s` must be a finite number of seconds >= 0; got {min_age_s!r}.",
+            field="min_age_s",
+            value=min_age_s,
+            hint="Pass the age below which objects are kept, e.g. 3600 (one hour).",
+        )
+    return float(min_age_s)
 
 
 def _config_error(message: str, value: object, hint: str) -> ConfigError:
@@ -412,3 +495,93 @@ class FsspecArtifactStore:
             parent, _, name = path.rpartition("/")
             if _DIGEST_RE.fullmatch(name) and parent.endswith(f"sha256/{name[:2]}"):
                 yield name
+
+    def sweep(
+        self,
+        keep: Collection[str],
+        *,
+        min_age_s: float,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> GcReport:
+        """Delete unreferenced objects and leftover partial writes older than ``min_age_s``.
+
+        A registration stores its artifacts before it commits the row that refers to them,
+        so an object missing from ``keep`` may belong to a write still in flight:
+        ``min_age_s`` keeps those. An object whose modification time the backend does not
+        report is kept unless ``min_age_s`` is 0. Files under ``sha256/`` whose names are not
+        digests in their shard are never touched.
+
+        Parameters
+        ----------
+        keep : Collection[str]
+            Digests that records refer to; these are never deleted.
+        min_age_s : float
+            Seconds since last modification below which nothing is deleted (>= 0).
+        dry_run : bool, default False
+            Report what would go, delete nothing.
+        now : datetime or None, default None
+            The time ages are measured from (aware); default the current time.
+
+        Returns
+        -------
+        GcReport
+            Counts, bytes and the (capped) list of deleted digests.
+
+        Raises
+        ------
+        InvalidInput
+            When ``min_age_s`` is negative or not a finite number.
+        StoreUnavailable
+            When the backend cannot be listed or an object cannot be deleted.
+        """
+        min_age = _validate_min_age(min_age_s)
+        now_s = (now or utc_now()).timestamp()
+        with self._backend("list artifacts"):
+            blobs: dict[str, dict[str, Any]] = self._fs.find(f"{self._root}/sha256", detail=True)
+            leftovers: dict[str, dict[str, Any]] = self._fs.find(f"{self._root}/tmp", detail=True)
+
+        def old_enough(info: Mapping[str, Any]) -> bool:
+            modified = _modified_at(info)
+            return min_age == 0 if modified is None else now_s - modified >= min_age
+
+        deleted: list[str] = []
+        bytes_freed = kept_referenced = kept_young = tmp_deleted = 0
+        for path, info in sorted(blobs.items()):
+            parent, _, name = path.rpartition("/")
+            if not (_DIGEST_RE.fullmatch(name) and parent.endswith(f"sha256/{name[:2]}")):
+                continue
+            if name in keep:
+                kept_referenced += 1
+            elif not old_enough(info):
+                kept_young += 1
+            elif dry_run or self._remove(path):
+                deleted.append(name)
+                bytes_freed += int(info.get("size") or 0)
+        for path, info in sorted(leftovers.items()):
+            if not old_enough(info):
+                kept_young += 1
+            elif dry_run or self._remove(path):
+                tmp_deleted += 1
+                bytes_freed += int(info.get("size") or 0)
+        if not dry_run:
+            self._fs.invalidate_cache(f"{self._root}/sha256")
+            self._fs.invalidate_cache(f"{self._root}/tmp")
+        return GcReport(
+            blobs_deleted=len(deleted),
+            bytes_freed=bytes_freed,
+            tmp_deleted=tmp_deleted,
+            kept_referenced=kept_referenced,
+            kept_young=kept_young,
+            dry_run=dry_run,
+            digests=tuple(deleted[:_GC_LISTED_DIGESTS_MAX]),
+        )
+
+    def _remove(self, path: str) -> bool:
+        """Delete one file; return False when it was already gone (a concurrent collector)."""
+        with self._backend("delete an artifact"):
+            try:
+                self._fs.rm_file(path)
+            except FileNotFoundError:
+                return False
+        return True

@@ -34,6 +34,7 @@ from fedloop.store.metadata.tables import (
     artifacts,
     datasets,
     latest_metrics,
+    metadata,
     metrics,
     projects,
     run_datasets,
@@ -758,13 +759,27 @@ class RunsMixin(StoreBase):
         return [StoredArtifact(**r._mapping) for r in rows]
 
     def list_artifact_digests(self) -> set[str]:
-        """Return every digest any record refers to (for garbage collection)."""
-        from fedloop.store.metadata.tables import model_versions
+        """Return every artifact digest any record refers to (the keep-set of garbage collection).
 
+        Every column named ``digest`` or ``*_digest`` of every table counts (run artifacts,
+        model weights and ONNX graphs, federated round checkpoints and strategy states), so a
+        digest column added later is kept without touching this method.
+
+        Returns
+        -------
+        set of str
+            The referenced sha256 digests.
+        """
+        columns = [
+            column
+            for table in metadata.sorted_tables
+            for column in table.columns
+            if column.name == "digest" or column.name.endswith("_digest")
+        ]
+        out: set[str] = set()
         with self.reading() as conn:
-            out = set(conn.execute(select(artifacts.c.digest)).scalars())
-            for row in conn.execute(
-                select(model_versions.c.weights_digest, model_versions.c.onnx_digest)
-            ):
-                out.update(row)
+            for column in columns:
+                out.update(
+                    conn.execute(select(column).where(column.is_not(None)).distinct()).scalars()
+                )
         return out
