@@ -17,6 +17,10 @@ MLFLOW_VERSION="3.17.2"  # 3.18.0 exists but its mlflow-skinny==3.18.0 does not 
 FLWR_VERSION="1.42.0"   # Flower's simulation engine (Ray inside) for W-FL
 # mlflow does not need torch; if a dependency ever pulls it, take the CPU wheel, never CUDA.
 TORCH_CPU_VERSION="2.13.0"
+MLSERVER_VERSION="1.7.1"  # newest on PyPI; no ONNX runtime exists for it, so sklearn (+ a custom one)
+ONNXRUNTIME_VERSION="1.32.0"  # as in .venv (CPU wheel), for the thin endpoint and MLServer's custom ONNX runtime
+FASTAPI_VERSION="0.165.0"      # the thin endpoint (W-SERVE's limit)
+UVICORN_VERSION="0.54.0"
 
 setup_mlflow() {
     local venv="$VENVS/mlflow"
@@ -56,16 +60,56 @@ setup_flower() {
     "$venv/bin/python" -c "import flwr, torch; print('flwr', flwr.__version__, 'torch', torch.__version__, 'ready in $venv')"
 }
 
+# W-SERVE: MLServer with its scikit-learn runtime (LogisticRegression, as WORKLOADS allows) and
+# onnxruntime for a custom runtime serving the same ONNX MLP (benchmarks/peers/mlserver_serve_onnx.py).
+# uvloop<0.22: MLServer 1.7.1 fails to start with uvloop 0.22 (PITFALLS.md).
+setup_mlserver() {
+    local venv="$VENVS/mlserver"
+    if [[ -x "$venv/bin/python" ]] &&
+        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mlserver') != '$MLSERVER_VERSION' or m.version('mlserver-sklearn') != '$MLSERVER_VERSION')" 2>/dev/null; then
+        echo "mlserver $MLSERVER_VERSION already installed in $venv"
+        return
+    fi
+    echo "creating $venv (mlserver==$MLSERVER_VERSION + mlserver-sklearn, onnxruntime CPU)"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet "mlserver==$MLSERVER_VERSION" "mlserver-sklearn==$MLSERVER_VERSION" \
+        "uvloop<0.22" "onnxruntime==$ONNXRUNTIME_VERSION" "scikit-learn==1.9.1" numpy
+    if "$venv/bin/pip" list 2>/dev/null | grep -qiE '^(torch|nvidia-)'; then
+        echo "torch or a CUDA package came into $venv; W-SERVE peers must stay CPU-only without torch" >&2
+        exit 1
+    fi
+    "$venv/bin/python" -c "import mlserver, mlserver_sklearn, onnxruntime; print('mlserver', mlserver.__version__, 'onnxruntime', onnxruntime.__version__, 'ready in $venv')"
+}
+
+# W-SERVE: the thin endpoint (the limit): FastAPI + uvicorn calling onnxruntime directly.
+setup_thin() {
+    local venv="$VENVS/thin"
+    if [[ -x "$venv/bin/python" ]] &&
+        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit((m.version('onnxruntime'), m.version('fastapi'), m.version('uvicorn')) != ('$ONNXRUNTIME_VERSION', '$FASTAPI_VERSION', '$UVICORN_VERSION'))" 2>/dev/null; then
+        echo "thin endpoint (fastapi $FASTAPI_VERSION, uvicorn $UVICORN_VERSION, onnxruntime $ONNXRUNTIME_VERSION) already installed in $venv"
+        return
+    fi
+    echo "creating $venv (fastapi==$FASTAPI_VERSION + uvicorn==$UVICORN_VERSION + onnxruntime==$ONNXRUNTIME_VERSION CPU)"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet "fastapi==$FASTAPI_VERSION" "uvicorn[standard]==$UVICORN_VERSION" \
+        "onnxruntime==$ONNXRUNTIME_VERSION" numpy
+    "$venv/bin/python" -c "import fastapi, uvicorn, onnxruntime; print('fastapi', fastapi.__version__, 'uvicorn', uvicorn.__version__, 'onnxruntime', onnxruntime.__version__, 'ready in $venv')"
+}
+
 peers=("$@")
 if [[ ${#peers[@]} -eq 0 ]]; then
-    peers=(mlflow flower)
+    peers=(mlflow flower mlserver thin)
 fi
 for peer in "${peers[@]}"; do
     case "$peer" in
         mlflow) setup_mlflow ;;
         flower) setup_flower ;;
+        mlserver) setup_mlserver ;;
+        thin) setup_thin ;;
         *)
-            echo "unknown peer: $peer (known: mlflow flower)" >&2
+            echo "unknown peer: $peer (known: mlflow flower mlserver thin)" >&2
             exit 2
             ;;
     esac
