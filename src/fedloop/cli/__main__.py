@@ -2,4 +2,6 @@
 
 from fedloop.cli.app import main
 
-main()
+# Guarded: `fedloop serve --workers N` spawns workers that re-import the main module.
+if __name__ == "__main__":
+    main()

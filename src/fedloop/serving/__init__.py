@@ -1,3 +1,26 @@
-"""The inference server: routing between versions, batching, validation, metrics and payload log (issue 4)."""
+"""The inference server: routing between versions, batching, validation, metrics, payload log."""
 
-__all__: list[str] = []
+from fedloop.serving.app import ServingState, create_app
+from fedloop.serving.batching import AdaptiveBatcher
+from fedloop.serving.metrics import ServingMetrics
+from fedloop.serving.payload_log import PayloadLog
+from fedloop.serving.router import Deployment, Router, Routes, Target
+from fedloop.serving.runtime import ModelRuntime, load_runtime
+from fedloop.serving.schema import BodyTooLarge, InferRequest, MalformedBody
+
+__all__ = [
+    "AdaptiveBatcher",
+    "BodyTooLarge",
+    "Deployment",
+    "InferRequest",
+    "MalformedBody",
+    "ModelRuntime",
+    "PayloadLog",
+    "Router",
+    "Routes",
+    "ServingMetrics",
+    "ServingState",
+    "Target",
+    "create_app",
+    "load_runtime",
+]

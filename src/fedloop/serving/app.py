@@ -1,0 +1,575 @@
+"""The inference server's ASGI app: Open Inference Protocol (KServe V2), plain JSON, feedback, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fedloop import __version__
+from fedloop.core import Conflict, FedloopError, InvalidInput, NotFound, ServingConfig
+from fedloop.registry import ModelRegistry
+from fedloop.serving.metrics import CONTENT_TYPE, ServingMetrics
+from fedloop.serving.payload_log import PayloadLog
+from fedloop.serving.router import Deployment, Router, Routes, Target
+from fedloop.serving.schema import (
+    HEADER_LENGTH,
+    BodyTooLarge,
+    InferRequest,
+    MalformedBody,
+    dumps,
+    encode_infer_response,
+    encode_predict_response,
+    loads,
+    parse_infer,
+    parse_predict,
+)
+
+__all__ = ["ServingState", "create_app"]
+
+_access = logging.getLogger("fedloop.serving.access")
+_log = logging.getLogger("fedloop.serving")
+_JSON = "application/json"
+_MAX_SHADOW_TASKS = 1024
+
+
+def _error(err: FedloopError, *, oip: bool = False) -> Response:
+    # The Open Inference Protocol's error body is {"error": "<message>"} (clients such as
+    # tritonclient print it as a string); the structured form rides along as "detail" there.
+    body = {"error": err.message, "detail": err.to_dict()} if oip else {"error": err.to_dict()}
+    return Response(dumps(body), status_code=err.http_status, media_type=_JSON)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status_code=status, media_type=_JSON)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(
+            f"the request body is {declared} bytes; this server takes at most {limit}.",
+            field="body",
+            hint="Send fewer rows per request, or raise serving.max_body_bytes.",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(
+                f"the request body is larger than {limit} bytes.",
+                field="body",
+                hint="Send fewer rows per request, or raise serving.max_body_bytes.",
+            )
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _labels(body: bytes) -> list[dict[str, Any]]:
+    try:
+        doc = loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise MalformedBody(f"the feedback body is not valid JSON: {err}.", field="body") from err
+    items = doc.get("labels") if isinstance(doc, dict) and "labels" in doc else [doc]
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("`labels` must be a non-empty list.", field="labels")
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        where = f"labels[{i}]" if isinstance(doc, dict) and "labels" in doc else "body"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"`{where}` must be an object.", field=where)
+        rid = item.get("request_id")
+        if not isinstance(rid, str) or not 0 < len(rid) <= 256:
+            raise InvalidInput(
+                f"`{where}.request_id` must be the id of an answered request; got {rid!r}.",
+                field=f"{where}.request_id",
+                hint="Use the `id` of the inference response (or its x-request-id header).",
+            )
+        label = item.get("label")
+        if isinstance(label, float) and not math.isfinite(label):
+            raise InvalidInput(f"`{where}.label` must be finite.", field=f"{where}.label")
+        if not isinstance(label, (bool, int, float, str)):
+            raise InvalidInput(
+                f"`{where}.label` must be a number, a boolean or a string; got {label!r}.",
+                field=f"{where}.label",
+            )
+        model = item.get("model")
+        if model is not None and not isinstance(model, str):
+            raise InvalidInput(f"`{where}.model` must be a string.", field=f"{where}.model")
+        out.append({"request_id": rid, "label": label, "model": model})
+    return out
+
+
+class ServingState:
+    """Everything one app (one worker process) holds: router, metrics, payload log, threads.
+
+    Parameters
+    ----------
+    config : ServingConfig
+        The server settings.
+    registry : ModelRegistry
+        Where models are loaded from and aliases resolved.
+    payload_transport : httpx.BaseTransport or None
+        For tests: how the payload log reaches the monitor.
+    """
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        registry: ModelRegistry,
+        *,
+        payload_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = ServingMetrics()
+        self.executor = ThreadPoolExecutor(
+            max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="fedloop-infer"
+        )
+        self.router = Router(registry, config, metrics=self.metrics, executor=self.executor)
+        plog = config.payload_log
+        self.payload_log = PayloadLog(
+            plog.url,
+            metrics=self.metrics,
+            fraction_sampled=plog.fraction_sampled,
+            queue_size=plog.queue_size,
+            max_records_per_post=plog.max_records_per_post,
+            timeout_s=plog.timeout_s,
+            transport=payload_transport,
+        )
+        self.max_body_bytes = config.max_body_bytes
+        self.access_log = config.access_log
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the payload-log thread and the alias watcher."""
+        self.payload_log.start()
+        if self.config.alias_poll_s > 0:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self.router.watch(self.config.alias_poll_s)
+            )
+
+    async def stop(self) -> None:
+        """Stop watching, finish in-flight work and flush the payload log."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for task in list(self._shadow_tasks):
+            with contextlib.suppress(Exception):
+                await task
+        await self.router.close()
+        await asyncio.to_thread(self.payload_log.close)
+        self.executor.shutdown(wait=False)
+
+    def feedback(self, body: bytes) -> tuple[int, int]:
+        """Forward late labels (``{"request_id", "label"}`` or ``{"labels": [...]}``) to the monitor.
+
+        Returns
+        -------
+        (int, int)
+            Labels queued and labels dropped (queue full).
+
+        Raises
+        ------
+        Conflict
+            When no payload-log URL is configured.
+        InvalidInput
+            Naming the malformed field.
+        """
+        if not self.payload_log.enabled:
+            raise Conflict(
+                "feedback needs a monitor, and no payload-log URL is configured.",
+                field="serving.payload_log.url",
+                hint="Set [serving.payload_log] url (or --payload-log-url) to the monitor's ingest URL.",
+            )
+        labels = _labels(body)
+        now = time.time()
+        accepted = 0
+        for label in labels:
+            accepted += self.payload_log.offer({"kind": "feedback", "time": now, **label})
+        return accepted, len(labels) - accepted
+
+    # -- the inference path --------------------------------------------------------------------
+    def _deployment(self, request: Request) -> Deployment:
+        name = request.path_params["name"]
+        deployment = self.router.get(name)
+        if deployment is None or deployment.routes is None:
+            raise NotFound(
+                f"model {name!r} is not served here.",
+                field="model",
+                value=name,
+                hint=f"Served models: {sorted(self.router.deployments)} (GET /v2/models/<name>).",
+            )
+        return deployment
+
+    def _target(self, request: Request, deployment: Deployment, routes: Routes) -> Target:
+        version = request.path_params.get("version")
+        if version is not None:
+            target = deployment.find_version(version)
+            if target is None:
+                raise NotFound(
+                    f"version {version!r} of {deployment.name!r} is not loaded here.",
+                    field="version",
+                    value=version,
+                    hint="Omit /versions/<v> to be routed, or GET /v2/models/<name> for versions.",
+                )
+            return target
+        key = request.headers.get(deployment.sticky_header) if deployment.sticky_header else None
+        return deployment.pick(routes, key)
+
+    async def handle(
+        self,
+        request: Request,
+        parse: Callable[[bytes, Target, Request], InferRequest],
+    ) -> tuple[Target, InferRequest, list[Any], str, Routes, Deployment]:
+        """Route, read, validate and run one request (errors propagate as FedloopError)."""
+        deployment = self._deployment(request)
+        routes = deployment.routes
+        assert routes is not None  # _deployment checked it
+        target = self._target(request, deployment, routes)
+        batcher = target.batcher
+        batcher.pending += 1
+        try:
+            body = await _read_body(request, self.max_body_bytes)
+            parsed = parse(body, target, request)
+        finally:
+            batcher.pending -= 1
+        outputs = await batcher.infer(parsed.feeds, parsed.rows)
+        request_id = parsed.request_id or request.headers.get("x-request-id") or uuid.uuid4().hex
+        return target, parsed, outputs, request_id, routes, deployment
+
+    def after(
+        self,
+        deployment: Deployment,
+        routes: Routes,
+        target: Target,
+        parsed: InferRequest,
+        outputs: list[Any],
+        request_id: str,
+    ) -> None:
+        """Log the prediction (sampled) and mirror the request to the shadow, off the reply path."""
+        logged = self.payload_log.enabled and self.payload_log.sample()
+        runtime = target.runtime
+        if logged:
+            self.payload_log.offer(
+                {
+                    "kind": "prediction",
+                    "request_id": request_id,
+                    "time": time.time(),
+                    "model": deployment.name,
+                    "version": runtime.version,
+                    "role": "primary" if target is routes.primary else "canary",
+                    "features": parsed.feeds,
+                    "prediction": dict(zip(runtime.output_names, outputs, strict=True)),
+                }
+            )
+        shadow = routes.shadow
+        if shadow is None or shadow is target:
+            return
+        name, version = deployment.name, shadow.runtime.version_text
+        if not routes.shadow_compatible or len(self._shadow_tasks) >= _MAX_SHADOW_TASKS:
+            self.metrics.observe_shadow(name, version, "skipped")
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._mirror(deployment, shadow, parsed, request_id, logged)
+        )
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _mirror(
+        self,
+        deployment: Deployment,
+        shadow: Target,
+        parsed: InferRequest,
+        request_id: str,
+        log: bool,
+    ) -> None:
+        runtime = shadow.runtime
+        try:
+            outputs = await shadow.batcher.infer(parsed.feeds, parsed.rows)
+        except Exception:  # the shadow's failure never reaches the caller
+            self.metrics.observe_shadow(deployment.name, runtime.version_text, "failed")
+            _log.exception("shadow %s v%s failed", deployment.name, runtime.version)
+            return
+        self.metrics.observe_shadow(deployment.name, runtime.version_text, "ok")
+        if log:
+            self.payload_log.offer(
+                {
+                    "kind": "prediction",
+                    "request_id": request_id,
+                    "time": time.time(),
+                    "model": deployment.name,
+                    "version": runtime.version,
+                    "role": "shadow",
+                    "features": parsed.feeds,
+                    "prediction": dict(zip(runtime.output_names, outputs, strict=True)),
+                }
+            )
+
+    def finish(
+        self,
+        request: Request,
+        endpoint: str,
+        started: float,
+        status: int,
+        *,
+        model: str,
+        version: str,
+        request_id: str = "",
+        rows: int = 0,
+        error: FedloopError | None = None,
+    ) -> None:
+        """Record metrics and the access-log line of one answered request."""
+        seconds = time.perf_counter() - started
+        self.metrics.observe_request(model, version, endpoint, status, seconds)
+        if error is not None:
+            self.metrics.observe_error(model, error.code)
+        if self.access_log and _access.isEnabledFor(logging.INFO):
+            client = request.client
+            line: dict[str, Any] = {
+                "time": time.time(),
+                "method": request.method,
+                "path": request.url.path,
+                "status": status,
+                "ms": round(seconds * 1000, 3),
+                "model": model,
+                "version": version,
+                "rows": rows,
+                "request_id": request_id,
+                "client": client.host if client else None,
+            }
+            if error is not None:
+                line["error"] = error.code
+                line["field"] = error.field
+            _access.info(dumps(line).decode())
+
+
+def _parse_oip(body: bytes, target: Target, request: Request) -> InferRequest:
+    return parse_infer(body, target.runtime, header_length=request.headers.get(HEADER_LENGTH))
+
+
+def _parse_plain(body: bytes, target: Target, request: Request) -> InferRequest:
+    return parse_predict(body, target.runtime)
+
+
+def _endpoints(state: ServingState) -> list[Route]:
+    router = state.router
+
+    async def run(
+        request: Request,
+        endpoint: str,
+        parse: Callable[[bytes, Target, Request], InferRequest],
+        encode: Callable[[Target, InferRequest, list[Any], str], Response],
+    ) -> Response:
+        started = time.perf_counter()
+        model = request.path_params.get("name", "")
+        if model not in router.deployments:
+            model = "_unknown"  # never a label value per name a caller typed (cardinality)
+        oip = endpoint == "infer"
+        try:
+            target, parsed, outputs, request_id, routes, deployment = await state.handle(
+                request, parse
+            )
+            response = encode(target, parsed, outputs, request_id)
+        except FedloopError as err:
+            state.finish(
+                request, endpoint, started, err.http_status, model=model, version="", error=err
+            )
+            return _error(err, oip=oip)
+        except Exception:  # a bug must not take the server down; the caller gets a 500 body
+            _log.exception("internal error on %s", request.url.path)
+            internal = FedloopError("internal error; see the server log.")
+            state.finish(request, endpoint, started, 500, model=model, version="", error=internal)
+            return _error(internal, oip=oip)
+        state.after(deployment, routes, target, parsed, outputs, request_id)
+        state.finish(
+            request,
+            endpoint,
+            started,
+            200,
+            model=model,
+            version=target.runtime.version_text,
+            request_id=request_id,
+            rows=parsed.rows,
+        )
+        return response
+
+    def encode_oip(target: Target, parsed: InferRequest, outputs: list[Any], rid: str) -> Response:
+        body, head = encode_infer_response(target.runtime, rid, outputs, parsed.outputs)
+        if head is None:
+            return Response(body, media_type=_JSON, headers={"x-request-id": rid})
+        return Response(
+            body,
+            media_type="application/octet-stream",
+            headers={HEADER_LENGTH: str(head), "x-request-id": rid},
+        )
+
+    def encode_plain(
+        target: Target, parsed: InferRequest, outputs: list[Any], rid: str
+    ) -> Response:
+        body = encode_predict_response(target.runtime, rid, outputs)
+        return Response(body, media_type=_JSON, headers={"x-request-id": rid})
+
+    async def infer(request: Request) -> Response:
+        return await run(request, "infer", _parse_oip, encode_oip)
+
+    async def predict(request: Request) -> Response:
+        name, _, verb = request.path_params["target"].rpartition(":")
+        if verb != "predict" or not name:
+            return _error(
+                NotFound(
+                    f"no such endpoint {request.url.path}.",
+                    field="path",
+                    hint="POST /v1/models/<name>:predict",
+                )
+            )
+        request.scope["path_params"]["name"] = name
+        return await run(request, "predict", _parse_plain, encode_plain)
+
+    async def server_metadata(request: Request) -> Response:
+        return _json(
+            {"name": "fedloop", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        ok = router.ready
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    def _found(request: Request) -> tuple[Deployment, Target]:
+        deployment = state._deployment(request)
+        routes = deployment.routes
+        assert routes is not None  # _deployment checked it
+        version = request.path_params.get("version")
+        if version is None:
+            return deployment, routes.primary
+        target = deployment.find_version(version)
+        if target is None:
+            raise NotFound(
+                f"version {version!r} of {deployment.name!r} is not loaded here.",
+                field="version",
+                value=version,
+            )
+        return deployment, target
+
+    async def model_metadata(request: Request) -> Response:
+        try:
+            deployment, target = _found(request)
+        except FedloopError as err:
+            return _error(err, oip=True)
+        data = target.runtime.metadata()
+        data["name"] = deployment.name
+        if request.path_params.get("version") is None and deployment.routes is not None:
+            data["versions"] = sorted(
+                {t.runtime.version_text for _, t in deployment.routes.targets()}, key=int
+            )
+        return _json(data)
+
+    async def model_ready(request: Request) -> Response:
+        try:
+            deployment, _ = _found(request)
+        except FedloopError as err:
+            return _error(err, oip=True)
+        return _json({"name": deployment.name, "ready": True})
+
+    async def feedback(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            accepted, dropped = state.feedback(await _read_body(request, state.max_body_bytes))
+        except FedloopError as err:
+            state.finish(
+                request, "feedback", started, err.http_status, model="", version="", error=err
+            )
+            return _error(err)
+        state.finish(request, "feedback", started, 202, model="", version="", rows=accepted)
+        return _json({"accepted": accepted, "dropped": dropped}, 202)
+
+    async def metrics(request: Request) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/v1/models/{target}", predict, methods=["POST"]),
+        Route("/v1/feedback", feedback, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def create_app(
+    config: ServingConfig,
+    registry: ModelRegistry,
+    *,
+    payload_transport: httpx.BaseTransport | None = None,
+) -> Starlette:
+    """Build the inference server: load every configured model, then return the ASGI app.
+
+    Endpoints: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{name}``
+    (``/versions/{v}``), ``/v2/models/{name}/ready``; ``POST /v2/models/{name}/infer`` (also
+    ``/versions/{v}/infer``; JSON or the binary tensor extension); ``POST
+    /v1/models/{name}:predict`` (``{"instances": [...]}`` or ``{"inputs": {...}}``); ``POST
+    /v1/feedback``; ``GET /metrics``.
+
+    Parameters
+    ----------
+    config : ServingConfig
+        Models, routing, batching, limits and the payload log.
+    registry : ModelRegistry
+        Where models come from.
+    payload_transport : httpx.BaseTransport or None
+        For tests: how the payload log reaches the monitor.
+
+    Returns
+    -------
+    Starlette
+        The app; ``app.state.serving`` is its :class:`ServingState`.
+
+    Raises
+    ------
+    NotFound, ArtifactMissing, ArtifactCorrupt, InvalidInput
+        When a model cannot be resolved or loaded.
+
+    Example
+    -------
+    >>> app = create_app(config.serving, ModelRegistry(ws.metadata, ws.artifacts, ws.project))  # doctest: +SKIP
+    >>> uvicorn.run(app, port=8080)
+    """
+    state = ServingState(config, registry, payload_transport=payload_transport)
+    state.router.load()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = Starlette(routes=_endpoints(state), lifespan=lifespan)
+    app.state.serving = state
+    return app
