@@ -5,7 +5,9 @@
     FedloopError
     ├── ConfigError(ValueError)              bad fedloop.toml, environment variable or flag
     ├── InvalidInput(ValueError)             bad argument, body, array or model update
-    │   └── SignatureMismatch                an ONNX graph or tensor that does not fit its signature
+    │   ├── SignatureMismatch                an ONNX graph or tensor that does not fit its signature
+    │   ├── MalformedBody                    a request body that is not JSON of the expected shape (400)
+    │   └── BodyTooLarge                     a request body over the configured limit (413)
     ├── NotFound(LookupError)                an id, name, alias or artifact that does not exist
     │   └── ArtifactMissing                  a recorded artifact whose bytes are gone
     ├── Conflict                             the object exists already or the state forbids the change
@@ -35,6 +37,7 @@ __all__ = [
     "ArtifactCorrupt",
     "ArtifactMissing",
     "AuditChainBroken",
+    "BodyTooLarge",
     "ConfigError",
     "Conflict",
     "FederationError",
@@ -43,6 +46,7 @@ __all__ = [
     "InconsistentReplies",
     "IntegrityError",
     "InvalidInput",
+    "MalformedBody",
     "MissingExtraError",
     "NotFound",
     "PrivacyBudgetExhausted",
@@ -128,6 +132,20 @@ class SignatureMismatch(InvalidInput):
     """A graph or tensor does not match the declared input/output signature."""
 
     code = "signature_mismatch"
+
+
+class MalformedBody(InvalidInput):
+    """A request body is not a JSON document of the expected shape (HTTP 400)."""
+
+    code = "malformed_body"
+    http_status = 400
+
+
+class BodyTooLarge(InvalidInput):
+    """A request body is larger than the configured limit (HTTP 413)."""
+
+    code = "body_too_large"
+    http_status = 413
 
 
 class NotFound(FedloopError, LookupError):

@@ -6,14 +6,12 @@ from fedloop.serving.metrics import ServingMetrics
 from fedloop.serving.payload_log import PayloadLog
 from fedloop.serving.router import Deployment, Router, Routes, Target
 from fedloop.serving.runtime import ModelRuntime, load_runtime
-from fedloop.serving.schema import BodyTooLarge, InferRequest, MalformedBody
+from fedloop.serving.schema import InferRequest
 
 __all__ = [
     "AdaptiveBatcher",
-    "BodyTooLarge",
     "Deployment",
     "InferRequest",
-    "MalformedBody",
     "ModelRuntime",
     "PayloadLog",
     "Router",

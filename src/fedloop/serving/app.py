@@ -20,16 +20,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fedloop import __version__
-from fedloop.core import Conflict, FedloopError, InvalidInput, NotFound, ServingConfig
+from fedloop.core import (
+    BodyTooLarge,
+    Conflict,
+    FedloopError,
+    InvalidInput,
+    MalformedBody,
+    NotFound,
+    ServingConfig,
+)
 from fedloop.registry import ModelRegistry
 from fedloop.serving.metrics import CONTENT_TYPE, ServingMetrics
 from fedloop.serving.payload_log import PayloadLog
 from fedloop.serving.router import Deployment, Router, Routes, Target
 from fedloop.serving.schema import (
     HEADER_LENGTH,
-    BodyTooLarge,
     InferRequest,
-    MalformedBody,
     dumps,
     encode_infer_response,
     encode_predict_response,

@@ -10,14 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from fedloop.core import InvalidInput
+from fedloop.core import InvalidInput, MalformedBody
 from fedloop.serving.runtime import OIP_DATATYPES, Array, InputSpec, ModelRuntime
 
 __all__ = [
     "HEADER_LENGTH",
-    "BodyTooLarge",
     "InferRequest",
-    "MalformedBody",
     "dumps",
     "encode_infer_response",
     "encode_predict_response",
@@ -46,20 +44,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     def dumps(value: Any) -> bytes:
         """Serialize to compact JSON bytes."""
         return _encoder.encode(value).encode()
-
-
-class MalformedBody(InvalidInput):
-    """The request body is not a JSON document of the expected shape (HTTP 400)."""
-
-    code = "malformed_body"
-    http_status = 400
-
-
-class BodyTooLarge(InvalidInput):
-    """The request body is larger than ``serving.max_body_bytes`` (HTTP 413)."""
-
-    code = "body_too_large"
-    http_status = 413
 
 
 _BY_DATATYPE = {v: k for k, v in OIP_DATATYPES.items()}

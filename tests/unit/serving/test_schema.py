@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from _serving import MODEL, oip_body
 
-from fedloop.core import InvalidInput
+from fedloop.core import InvalidInput, MalformedBody
 from fedloop.registry import ModelRegistry
-from fedloop.serving import MalformedBody, ModelRuntime, load_runtime
+from fedloop.serving import ModelRuntime, load_runtime
 from fedloop.serving.schema import (
     encode_infer_response,
     encode_predict_response,
