@@ -1,9 +1,10 @@
 """W-SERVE's payload-log sink: a stand-in monitor ingest endpoint (standard library only).
 
 ``fedloop serve --payload-log-url http://127.0.0.1:PORT/ingest`` ships batches of
-``{"records": [...]}`` here, so W-SERVE measures fedloop with its payload log on. The records
-of every POST are counted (so the count proves the log ran) by their ``"kind"`` keys, without a
-JSON parse, to keep this stand-in's CPU off the shared cores; ``GET /count`` answers
+``{"predictions": [...], "feedback": [...]}`` here, so W-SERVE measures fedloop with its
+payload log on. The records of every POST are counted (so the count proves the log ran) by
+the ids in each prediction group's ``"request_ids"`` list and by feedback's ``"kind"`` keys,
+without a JSON parse, to keep this stand-in's CPU off the shared cores; ``GET /count`` answers
 ``{"posts": n, "records": n, "bytes": n}``; ``GET /health`` answers 200.
 """
 
@@ -16,6 +17,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _LOCK = threading.Lock()
 _COUNTS = {"posts": 0, "records": 0, "bytes": 0, "bad": 0}
+
+
+def _count_request_ids(body: bytes) -> int:
+    count, at = 0, 0
+    while (start := body.find(b'"request_ids":', at)) >= 0:
+        end = body.find(b"]", start)
+        if end < 0:
+            break
+        count += (body.count(b'"', start, end) - 2) // 2
+        at = end
+    return count
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -34,8 +46,10 @@ class Handler(BaseHTTPRequestHandler):
         """Count the records of one batch."""
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         # Count, do not parse: a JSON parse of 256-row records costs a whole core here, on the
-        # two cores the server and the load generator share; every record has one "kind" key.
-        records = body.count(b'"kind"')
+        # two cores the server and the load generator share. Predictions come grouped, one
+        # quoted id per request in each group's "request_ids" list; feedback records carry
+        # one "kind" key each.
+        records = body.count(b'"kind"') + _count_request_ids(body)
         bad = 0 if body.lstrip().startswith(b"{") else 1
         with _LOCK:
             _COUNTS["posts"] += 1
