@@ -33,6 +33,7 @@ from fedloop.registry import ModelRegistry
 from fedloop.serving.metrics import CONTENT_TYPE, ServingMetrics
 from fedloop.serving.payload_log import PayloadLog
 from fedloop.serving.router import Deployment, Router, Routes, Target
+from fedloop.serving.runtime import ModelRuntime
 from fedloop.serving.schema import (
     HEADER_LENGTH,
     InferRequest,
@@ -274,16 +275,14 @@ class ServingState:
         runtime = target.runtime
         if logged:
             self.payload_log.offer(
-                {
-                    "kind": "prediction",
-                    "request_id": request_id,
-                    "time": time.time(),
-                    "model": deployment.name,
-                    "version": runtime.version,
-                    "role": "primary" if target is routes.primary else "canary",
-                    "features": parsed.feeds,
-                    "prediction": dict(zip(runtime.output_names, outputs, strict=True)),
-                }
+                _prediction_record(
+                    deployment.name,
+                    runtime,
+                    "primary" if target is routes.primary else "canary",
+                    request_id,
+                    parsed,
+                    outputs,
+                )
             )
         shadow = routes.shadow
         if shadow is None or shadow is target:
@@ -316,16 +315,7 @@ class ServingState:
         self.metrics.observe_shadow(deployment.name, runtime.version_text, "ok")
         if log:
             self.payload_log.offer(
-                {
-                    "kind": "prediction",
-                    "request_id": request_id,
-                    "time": time.time(),
-                    "model": deployment.name,
-                    "version": runtime.version,
-                    "role": "shadow",
-                    "features": parsed.feeds,
-                    "prediction": dict(zip(runtime.output_names, outputs, strict=True)),
-                }
+                _prediction_record(deployment.name, runtime, "shadow", request_id, parsed, outputs)
             )
 
     def finish(
@@ -364,6 +354,27 @@ class ServingState:
                 line["error"] = error.code
                 line["field"] = error.field
             _access.info(dumps(line).decode())
+
+
+def _prediction_record(
+    model: str,
+    runtime: ModelRuntime,
+    role: str,
+    request_id: str,
+    parsed: InferRequest,
+    outputs: list[Any],
+) -> dict[str, Any]:
+    """Return one payload-log record: the request's features and the version's answer."""
+    return {
+        "kind": "prediction",
+        "request_id": request_id,
+        "time": time.time(),
+        "model": model,
+        "version": runtime.version,
+        "role": role,
+        "features": parsed.feeds,
+        "prediction": dict(zip(runtime.output_names, outputs, strict=True)),
+    }
 
 
 def _parse_oip(body: bytes, target: Target, request: Request) -> InferRequest:
