@@ -37,6 +37,7 @@ from fedloop.core.errors import (
     StoreUnavailable,
 )
 from fedloop.core.extras import require
+from fedloop.core.lazy import lazy_exports
 from fedloop.core.tensors import (
     decode_parameters,
     encode_parameters,
@@ -107,6 +108,7 @@ __all__ = [
     "decode_parameters",
     "encode_parameters",
     "fingerprint_arrays",
+    "lazy_exports",
     "new_id",
     "parse_toml",
     "require",

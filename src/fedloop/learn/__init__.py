@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing as _typing
 
+from fedloop.core import lazy_exports as _lazy_exports
 from fedloop.learn.adapters import ModelAdapter, StepCallback
 from fedloop.learn.metrics import binary_metrics
 from fedloop.learn.partition import (
@@ -38,9 +39,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fedloop.learn' has no attribute {name!r}")
+__getattr__ = _lazy_exports(__name__, _LAZY)

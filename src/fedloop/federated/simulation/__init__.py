@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typing as _typing
 
+from fedloop.core import lazy_exports as _lazy_exports
 from fedloop.federated.simulation.local import LocalBackend
 
 __all__ = ["LocalBackend", "RayBackend"]
@@ -15,9 +16,4 @@ if _typing.TYPE_CHECKING:
     from fedloop.federated.simulation.ray import RayBackend
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name == "RayBackend":
-        from fedloop.federated.simulation.ray import RayBackend
-
-        return RayBackend
-    raise AttributeError(f"module 'fedloop.federated.simulation' has no attribute {name!r}")
+__getattr__ = _lazy_exports(__name__, {"RayBackend": "fedloop.federated.simulation.ray"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typing as _typing
 
+from fedloop.core import lazy_exports as _lazy_exports
 from fedloop.federated.transports._auth import (
     check_client_id,
     generate_tokens,
@@ -43,9 +44,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fedloop.federated.transports' has no attribute {name!r}")
+__getattr__ = _lazy_exports(__name__, _LAZY)
