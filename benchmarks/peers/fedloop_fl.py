@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _wfl
 import torch
-from fedloop_fl_client import adapter, make_client
+from fedloop_fl_client import adapter, load, make_client
 
 from fedloop.core import FederatedConfig, FedloopConfig, ProjectConfig
 from fedloop.federated.coordinator import Coordinator
@@ -29,7 +29,7 @@ def main() -> None:
     args = _wfl.parse_args(__doc__ or "")
     options = dict(o.split("=", 1) for o in args.option)
     marks = _wfl.Marks()
-    data = _wfl.Data(args.data)
+    data = load(str(args.data))
     ids = [_wfl.client_name(i) for i in range(data.num_clients)]
     transport: Transport
     if options.get("backend", "local") == "local":

@@ -22,9 +22,14 @@ def adapter(seed: int) -> TorchAdapter:
     )
 
 
-def make_client(client_id: str, *, data: str) -> AdapterClient:
-    """Build one virtual client from its rows of the shared split."""
+def load(data: str) -> _wfl.Data:
+    """Return the split, loaded once per process (the coordinator and in-process clients share it)."""
     if data not in _DATA:
         _DATA[data] = _wfl.Data(data)
-    x, y = _DATA[data].client_rows(int(client_id[1:]))
+    return _DATA[data]
+
+
+def make_client(client_id: str, *, data: str) -> AdapterClient:
+    """Build one virtual client from its rows of the shared split."""
+    x, y = load(data).client_rows(int(client_id[1:]))
     return AdapterClient(client_id, adapter, x, y, seed=_wfl.SEED)
