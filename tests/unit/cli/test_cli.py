@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from _cli import sigmoid_graph, store_args
 from typer.testing import CliRunner, Result
 
 from fedloop import __version__
@@ -23,18 +23,6 @@ from fedloop.registry import ModelRegistry, read_package
 from fedloop.store import open_workspace, start_run
 
 MODEL = "fraud"
-
-
-def _graph() -> bytes:
-    graph = helper.make_graph(
-        [helper.make_node("Sigmoid", ["features"], ["probability"])],
-        "sigmoid",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [None, 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -53,12 +41,7 @@ class Prepared:
     @property
     def store_args(self) -> list[str]:
         """Return the global flags that point the CLI at this store."""
-        return [
-            "--store-url",
-            f"sqlite:///{self.db}",
-            "--artifacts-url",
-            str(self.root / ".fedloop" / "artifacts"),
-        ]
+        return store_args(self.root)
 
 
 @pytest.fixture
@@ -87,9 +70,9 @@ def prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Prepared:
         registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
         weights = {"w": np.arange(4, dtype=np.float32)}
         registry.register(
-            MODEL, weights=weights, onnx_model=_graph(), run_id=run.id, metrics={"auc": 0.8}
+            MODEL, weights=weights, onnx_model=sigmoid_graph(), run_id=run.id, metrics={"auc": 0.8}
         )
-        registry.register(MODEL, weights=weights, onnx_model=_graph(), parent_version=1)
+        registry.register(MODEL, weights=weights, onnx_model=sigmoid_graph(), parent_version=1)
         registry.promote(MODEL, 1, alias="champion", actor="setup", reason="first")
     return Prepared(root=tmp_path, run_id=run.id, weak_run_id=weak.id)
 

@@ -5,21 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _cli import store_args
 from typer.testing import CliRunner
 
 from fedloop.cli.app import app
 from fedloop.core import resolve
 from fedloop.scenarios.fraud.federated import MODEL_NAME
 from fedloop.store import open_workspace
-
-
-def _store_args(root: Path) -> list[str]:
-    return [
-        "--store-url",
-        f"sqlite:///{root / '.fedloop' / 'fedloop.db'}",
-        "--artifacts-url",
-        str(root / ".fedloop" / "artifacts"),
-    ]
 
 
 def test_simulate_on_ray_runs_rounds_and_registers_the_model(
@@ -29,7 +21,7 @@ def test_simulate_on_ray_runs_rounds_and_registers_the_model(
     # Arrange
     monkeypatch.chdir(tmp_path)
     args = [
-        *_store_args(tmp_path),
+        *store_args(tmp_path),
         "federated",
         "simulate",
         "--clients",
@@ -86,7 +78,7 @@ def test_simulate_refuses_bad_backend_options(
     monkeypatch.chdir(tmp_path)
 
     # Act
-    result = CliRunner().invoke(app, [*_store_args(tmp_path), "federated", "simulate", *argv])
+    result = CliRunner().invoke(app, [*store_args(tmp_path), "federated", "simulate", *argv])
 
     # Assert
     assert result.exit_code == 2

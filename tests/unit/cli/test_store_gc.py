@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from _cli import sigmoid_graph, store_args
 from typer.testing import CliRunner, Result
 
 from fedloop.cli import app
@@ -24,18 +24,6 @@ MODEL = "fraud"
 ORPHAN = b"weights uploaded by a registration whose row was never written"
 PARTIAL = b"half of an upload, left by a hard crash"
 TWO_HOURS_S = 2 * 3600
-
-
-def _graph() -> bytes:
-    graph = helper.make_graph(
-        [helper.make_node("Sigmoid", ["features"], ["probability"])],
-        "sigmoid",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 4])],
-        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [None, 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
 
 
 @dataclass(frozen=True)
@@ -55,12 +43,7 @@ class Garbage:
     @property
     def store_args(self) -> list[str]:
         """Return the global flags that point the CLI at this store."""
-        return [
-            "--store-url",
-            f"sqlite:///{self.root / '.fedloop' / 'fedloop.db'}",
-            "--artifacts-url",
-            str(self.artifacts),
-        ]
+        return store_args(self.root)
 
 
 def _age_everything(folder: Path, seconds: float) -> None:
@@ -78,7 +61,9 @@ def garbage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garbage:
     config = resolve({"project": {"dir": str(tmp_path / ".fedloop")}}, {}, {}).config
     with open_workspace(config) as ws:
         registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
-        registry.register(MODEL, weights={"w": np.arange(4, dtype=np.float32)}, onnx_model=_graph())
+        registry.register(
+            MODEL, weights={"w": np.arange(4, dtype=np.float32)}, onnx_model=sigmoid_graph()
+        )
         orphan = ws.artifacts.put_bytes(ORPHAN)
     artifacts = tmp_path / ".fedloop" / "artifacts"
     partial = artifacts / "tmp" / uuid.uuid4().hex
