@@ -22,16 +22,30 @@ ONNXRUNTIME_VERSION="1.32.0"  # as in .venv (CPU wheel), for the thin endpoint a
 FASTAPI_VERSION="0.165.0"      # the thin endpoint (W-SERVE's limit)
 UVICORN_VERSION="0.54.0"
 
+# has_versions VENV PKG==VERSION...: true when VENV exists and holds exactly those versions.
+has_versions() {
+    local venv="$1"
+    shift
+    [[ -x "$venv/bin/python" ]] && "$venv/bin/python" - "$@" 2>/dev/null <<'PY'
+import importlib.metadata as m, sys
+sys.exit(any(m.version(p) != v for p, v in (a.split("==") for a in sys.argv[1:])))
+PY
+}
+
+# new_venv VENV: a fresh virtual environment with a current pip.
+new_venv() {
+    "$PYTHON" -m venv "$1"
+    "$1/bin/pip" install --quiet --upgrade pip
+}
+
 setup_mlflow() {
     local venv="$VENVS/mlflow"
-    if [[ -x "$venv/bin/python" ]] &&
-        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mlflow') != '$MLFLOW_VERSION')" 2>/dev/null; then
+    if has_versions "$venv" "mlflow==$MLFLOW_VERSION"; then
         echo "mlflow $MLFLOW_VERSION already installed in $venv"
         return
     fi
     echo "creating $venv (mlflow==$MLFLOW_VERSION)"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
+    new_venv "$venv"
     "$venv/bin/pip" install --quiet "mlflow==$MLFLOW_VERSION"
     # Refuse a CUDA torch if one slipped in through a dependency.
     if "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"; then
@@ -46,14 +60,12 @@ setup_mlflow() {
 
 setup_flower() {
     local venv="$VENVS/flower"
-    if [[ -x "$venv/bin/python" ]] &&
-        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('flwr') != '$FLWR_VERSION')" 2>/dev/null; then
+    if has_versions "$venv" "flwr==$FLWR_VERSION"; then
         echo "flwr $FLWR_VERSION already installed in $venv"
         return
     fi
     echo "creating $venv (flwr[simulation]==$FLWR_VERSION, torch==$TORCH_CPU_VERSION CPU)"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
+    new_venv "$venv"
     # The CPU torch first, so nothing below can pull a CUDA build.
     "$venv/bin/pip" install --quiet "torch==$TORCH_CPU_VERSION"
     "$venv/bin/pip" install --quiet "flwr[simulation]==$FLWR_VERSION" scikit-learn psutil
@@ -65,14 +77,12 @@ setup_flower() {
 # uvloop<0.22: MLServer 1.7.1 fails to start with uvloop 0.22 (PITFALLS.md).
 setup_mlserver() {
     local venv="$VENVS/mlserver"
-    if [[ -x "$venv/bin/python" ]] &&
-        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mlserver') != '$MLSERVER_VERSION' or m.version('mlserver-sklearn') != '$MLSERVER_VERSION')" 2>/dev/null; then
+    if has_versions "$venv" "mlserver==$MLSERVER_VERSION" "mlserver-sklearn==$MLSERVER_VERSION"; then
         echo "mlserver $MLSERVER_VERSION already installed in $venv"
         return
     fi
     echo "creating $venv (mlserver==$MLSERVER_VERSION + mlserver-sklearn, onnxruntime CPU)"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
+    new_venv "$venv"
     "$venv/bin/pip" install --quiet "mlserver==$MLSERVER_VERSION" "mlserver-sklearn==$MLSERVER_VERSION" \
         "uvloop<0.22" "onnxruntime==$ONNXRUNTIME_VERSION" "scikit-learn==1.9.1" numpy
     if "$venv/bin/pip" list 2>/dev/null | grep -qiE '^(torch|nvidia-)'; then
@@ -85,14 +95,12 @@ setup_mlserver() {
 # W-SERVE: the thin endpoint (the limit): FastAPI + uvicorn calling onnxruntime directly.
 setup_thin() {
     local venv="$VENVS/thin"
-    if [[ -x "$venv/bin/python" ]] &&
-        "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit((m.version('onnxruntime'), m.version('fastapi'), m.version('uvicorn')) != ('$ONNXRUNTIME_VERSION', '$FASTAPI_VERSION', '$UVICORN_VERSION'))" 2>/dev/null; then
+    if has_versions "$venv" "onnxruntime==$ONNXRUNTIME_VERSION" "fastapi==$FASTAPI_VERSION" "uvicorn==$UVICORN_VERSION"; then
         echo "thin endpoint (fastapi $FASTAPI_VERSION, uvicorn $UVICORN_VERSION, onnxruntime $ONNXRUNTIME_VERSION) already installed in $venv"
         return
     fi
     echo "creating $venv (fastapi==$FASTAPI_VERSION + uvicorn==$UVICORN_VERSION + onnxruntime==$ONNXRUNTIME_VERSION CPU)"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
+    new_venv "$venv"
     "$venv/bin/pip" install --quiet "fastapi==$FASTAPI_VERSION" "uvicorn[standard]==$UVICORN_VERSION" \
         "onnxruntime==$ONNXRUNTIME_VERSION" numpy
     "$venv/bin/python" -c "import fastapi, uvicorn, onnxruntime; print('fastapi', fastapi.__version__, 'uvicorn', uvicorn.__version__, 'onnxruntime', onnxruntime.__version__, 'ready in $venv')"
