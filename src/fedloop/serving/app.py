@@ -206,10 +206,9 @@ class ServingState:
                 hint="Set [serving.payload_log] url (or --payload-log-url) to the monitor's ingest URL.",
             )
         labels = _labels(body)
-        now = time.time()
         accepted = 0
         for label in labels:
-            accepted += self.payload_log.offer({"kind": "feedback", "time": now, **label})
+            accepted += self.payload_log.offer_feedback(label)
         return accepted, len(labels) - accepted
 
     # -- the inference path --------------------------------------------------------------------
@@ -274,15 +273,9 @@ class ServingState:
         logged = self.payload_log.enabled and self.payload_log.sample()
         runtime = target.runtime
         if logged:
-            self.payload_log.offer(
-                _prediction_record(
-                    deployment.name,
-                    runtime,
-                    "primary" if target is routes.primary else "canary",
-                    request_id,
-                    parsed,
-                    outputs,
-                )
+            role = "primary" if target is routes.primary else "canary"
+            _log_prediction(
+                self.payload_log, deployment.name, runtime, role, request_id, parsed, outputs
             )
         shadow = routes.shadow
         if shadow is None or shadow is target:
@@ -314,8 +307,8 @@ class ServingState:
             return
         self.metrics.observe_shadow(deployment.name, runtime.version_text, "ok")
         if log:
-            self.payload_log.offer(
-                _prediction_record(deployment.name, runtime, "shadow", request_id, parsed, outputs)
+            _log_prediction(
+                self.payload_log, deployment.name, runtime, "shadow", request_id, parsed, outputs
             )
 
     def finish(
@@ -356,25 +349,24 @@ class ServingState:
             _access.info(dumps(line).decode())
 
 
-def _prediction_record(
+def _log_prediction(
+    log: PayloadLog,
     model: str,
     runtime: ModelRuntime,
     role: str,
     request_id: str,
     parsed: InferRequest,
     outputs: list[Any],
-) -> dict[str, Any]:
-    """Return one payload-log record: the request's features and the version's answer."""
-    return {
-        "kind": "prediction",
-        "request_id": request_id,
-        "time": time.time(),
-        "model": model,
-        "version": runtime.version,
-        "role": role,
-        "features": parsed.feeds,
-        "prediction": dict(zip(runtime.output_names, outputs, strict=True)),
-    }
+) -> None:
+    """Offer one request's features and the version's answer to the payload log."""
+    log.offer_prediction(
+        model=model,
+        version=runtime.version,
+        role=role,
+        request_id=request_id,
+        features=parsed.feeds,
+        prediction=dict(zip(runtime.output_names, outputs, strict=True)),
+    )
 
 
 def _parse_oip(body: bytes, target: Target, request: Request) -> InferRequest:

@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -17,9 +17,11 @@ from fedloop.serving.metrics import ServingMetrics
 from fedloop.serving.runtime import Array
 from fedloop.serving.schema import dumps
 
-__all__ = ["PayloadLog", "encode_records"]
+__all__ = ["PayloadLog"]
 
 _log = logging.getLogger("fedloop.serving.payload_log")
+
+_Key = tuple[Any, ...]
 
 
 def _tensor(arr: Array) -> dict[str, Any]:
@@ -39,90 +41,89 @@ def _join(parts: list[Array]) -> Array:
     return np.concatenate(parts) if parts[0].ndim else np.stack(parts)
 
 
-def _signature(tensors: dict[str, Array]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+def _signature(tensors: Mapping[str, Array]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     return tuple((name, a.dtype.str, a.shape[1:]) for name, a in tensors.items())
 
 
-#: Records grouped between two GIL hand-backs in the shipper thread (bounds its latency cost).
-_YIELD_EVERY = 32
+class _Batch:
+    """Predictions of one model, version, role and tensor layout, gathered as they are offered.
 
-
-def encode_records(records: list[dict[str, Any]]) -> bytes:
-    """Encode queued records as one POST body: predictions grouped per version, then labels.
-
-    Predictions of the same model, version, role and tensor layout become one batch whose
-    tensors are the requests' rows stacked in order (``rows`` says how many each request had),
-    so the cost is a few numpy calls per POST rather than per request.
-
-    Parameters
-    ----------
-    records : list of dict
-        As queued by :meth:`PayloadLog.offer`.
-
-    Returns
-    -------
-    bytes
-        ``{"predictions": [batch, ...], "feedback": [label, ...]}`` as JSON.
+    Grouping happens on the request path (a dict lookup and a few list appends per request),
+    so the shipper thread only concatenates and encodes whole batches: a handful of numpy
+    calls per POST, never a Python loop over records that would hold the GIL while requests
+    wait.
     """
-    feedback: list[dict[str, Any]] = []
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for count, record in enumerate(records, 1):
-        if count % _YIELD_EVERY == 0:
-            time.sleep(0)  # hand the GIL back to the event loop: requests wait less behind us
-        if record.get("kind") != "prediction":
-            feedback.append(record)
-            continue
-        feats, preds = record["features"], record["prediction"]
-        key = (
-            record["model"],
-            record["version"],
-            record["role"],
-            _signature(feats),
-            _signature(preds),
-        )
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = {
-                "model": record["model"],
-                "version": record["version"],
-                "role": record["role"],
-                "request_ids": [],
-                "times": [],
-                "rows": [],
-                "features": {name: [] for name in feats},
-                "prediction": {name: [] for name in preds},
-            }
-        group["request_ids"].append(record["request_id"])
-        group["times"].append(record["time"])
+
+    __slots__ = (
+        "features",
+        "model",
+        "prediction",
+        "request_ids",
+        "role",
+        "rows",
+        "times",
+        "version",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        version: int,
+        role: str,
+        feats: Mapping[str, Array],
+        preds: Mapping[str, Array],
+    ) -> None:
+        self.model, self.version, self.role = model, version, role
+        self.request_ids: list[str] = []
+        self.times: list[float] = []
+        self.rows: list[int] = []
+        self.features: dict[str, list[Array]] = {name: [] for name in feats}
+        self.prediction: dict[str, list[Array]] = {name: [] for name in preds}
+
+    def add(
+        self, request_id: str, when: float, feats: Mapping[str, Array], preds: Mapping[str, Array]
+    ) -> None:
+        self.request_ids.append(request_id)
+        self.times.append(when)
         first = next(iter(feats.values()))
-        group["rows"].append(int(first.shape[0]) if first.ndim else 1)
+        self.rows.append(int(first.shape[0]) if first.ndim else 1)
         for name, arr in feats.items():
-            group["features"][name].append(arr)
+            self.features[name].append(arr)
         for name, arr in preds.items():
-            group["prediction"][name].append(arr)
-    batches = []
-    for group in groups.values():
-        for part in ("features", "prediction"):
-            group[part] = {name: _tensor(_join(v)) for name, v in group[part].items()}
-        batches.append(group)
-    return dumps({"predictions": batches, "feedback": feedback})
+            self.prediction[name].append(arr)
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "role": self.role,
+            "request_ids": self.request_ids,
+            "times": self.times,
+            "rows": self.rows,
+            "features": {name: _tensor(_join(v)) for name, v in self.features.items()},
+            "prediction": {name: _tensor(_join(v)) for name, v in self.prediction.items()},
+        }
+
+
+def encode_body(batches: list[_Batch], feedback: list[dict[str, Any]]) -> bytes:
+    """Return one POST body: ``{"predictions": [batch, ...], "feedback": [label, ...]}``."""
+    return dumps({"predictions": [b.encode() for b in batches], "feedback": feedback})
 
 
 class PayloadLog:
-    """Ships records to the monitor's ingest URL from a background thread.
+    """Ships predictions and labels to the monitor's ingest URL from a background thread.
 
-    The request path only appends to a bounded deque (no I/O, no serialization: arrays are
-    turned into lists in the shipper thread). When the deque is full, or a POST fails (the
-    monitor is down or slow), records are dropped and counted in
+    The request path only files a record into its batch under a lock (no I/O, no encoding).
+    When ``queue_size`` records are pending, or a POST fails (the monitor is down or slow),
+    records are dropped and counted in
     ``fedloop_serving_payload_log_records_total{outcome="dropped"}``; serving never waits.
 
-    Each POST carries ``{"predictions": [...], "feedback": [...]}`` (see
-    :func:`encode_records`). A prediction batch has model, version, role (primary, canary,
-    shadow), request_ids, times (epoch seconds), rows (per request) and ``features`` /
-    ``prediction`` mapping tensor names to ``{"dtype", "shape", "b64"}``: the requests' rows
-    stacked, as raw little-endian bytes in base64
-    (``np.frombuffer(base64.b64decode(b64), dtype).reshape(shape)``). A feedback item is
-    ``{"kind": "feedback", "request_id", "time", "label", "model"}``.
+    Each POST carries ``{"predictions": [...], "feedback": [...]}``. A prediction batch has
+    model, version, role (primary, canary, shadow), request_ids, times (epoch seconds), rows
+    (per request) and ``features`` / ``prediction`` mapping tensor names to
+    ``{"dtype", "shape", "b64"}``: the requests' rows stacked in order, as raw little-endian
+    bytes in base64 (``np.frombuffer(base64.b64decode(b64), dtype).reshape(shape)``). A
+    feedback item is ``{"kind": "feedback", "request_id", "time", "label", "model"}``.
 
     Parameters
     ----------
@@ -133,9 +134,10 @@ class PayloadLog:
     fraction_sampled : float, default 1.0
         Fraction of predictions kept (feedback is always kept).
     queue_size : int, default 10000
-        Most records held.
+        Most records pending.
     max_records_per_post : int, default 500
-        Records per POST.
+        Pending records that trigger a POST before ``flush_interval_s`` is up; a POST
+        carries what is pending then (more only while the monitor is slow).
     timeout_s : float, default 2.0
         Timeout of one POST.
     flush_interval_s : float, default 0.2
@@ -163,7 +165,10 @@ class PayloadLog:
         self._timeout_s = timeout_s
         self._flush_interval_s = flush_interval_s
         self._transport = transport
-        self._queue: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._batches: dict[_Key, _Batch] = {}
+        self._feedback: list[dict[str, Any]] = []
+        self._pending = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,13 +187,27 @@ class PayloadLog:
         fraction = self.fraction_sampled
         return fraction >= 1.0 or (fraction > 0.0 and random.random() < fraction)
 
-    def offer(self, record: dict[str, Any]) -> bool:
-        """Queue a record without blocking; drop (and count) it when the queue is full.
+    def offer_prediction(
+        self,
+        *,
+        model: str,
+        version: int,
+        role: str,
+        request_id: str,
+        features: Mapping[str, Array],
+        prediction: Mapping[str, Array],
+    ) -> bool:
+        """Queue one request's features and prediction without blocking; drop it when full.
 
         Parameters
         ----------
-        record : dict
-            JSON-ready except for numpy arrays, which are converted in the shipper thread.
+        model, version, role : str, int, str
+            Who answered (role: primary, canary or shadow).
+        request_id : str
+            The request's id (what feedback refers to).
+        features, prediction : Mapping[str, ndarray]
+            The request's input tensors and the version's outputs (not copied: the serving
+            path never writes to them after answering).
 
         Returns
         -------
@@ -197,12 +216,43 @@ class PayloadLog:
         """
         if self.url is None:
             return False
-        if len(self._queue) >= self.queue_size:
-            self._dropped.inc()
-            return False
-        self._queue.append(record)
+        now = time.time()
+        key = (model, version, role, _signature(features), _signature(prediction))
+        with self._lock:
+            if self._pending >= self.queue_size:
+                self._dropped.inc()
+                return False
+            batch = self._batches.get(key)
+            if batch is None:
+                batch = self._batches[key] = _Batch(model, version, role, features, prediction)
+            batch.add(request_id, now, features, prediction)
+            self._pending += 1
+            full = self._pending >= self.max_records_per_post
         self._queued.inc()
-        if len(self._queue) >= self.max_records_per_post:
+        if full:
+            self._wake.set()
+        return True
+
+    def offer_feedback(self, label: Mapping[str, Any]) -> bool:
+        """Queue one label (``request_id``, ``label``, optional ``model``); drop it when full.
+
+        Returns
+        -------
+        bool
+            True when queued.
+        """
+        if self.url is None:
+            return False
+        record = {"kind": "feedback", "time": time.time(), **label}
+        with self._lock:
+            if self._pending >= self.queue_size:
+                self._dropped.inc()
+                return False
+            self._feedback.append(record)
+            self._pending += 1
+            full = self._pending >= self.max_records_per_post
+        self._queued.inc()
+        if full:
             self._wake.set()
         return True
 
@@ -214,7 +264,7 @@ class PayloadLog:
         self._thread.start()
 
     def close(self, *, timeout_s: float = 5.0) -> None:
-        """Send what is queued (within ``timeout_s``) and stop the thread."""
+        """Send what is pending (within ``timeout_s``) and stop the thread."""
         if self._thread is None:
             return
         self._stop.set()
@@ -222,35 +272,41 @@ class PayloadLog:
         self._thread.join(timeout_s)
         self._thread = None
 
-    def _take(self) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
-        while self._queue and len(batch) < self.max_records_per_post:
-            batch.append(self._queue.popleft())
-        return batch
+    def _take(self) -> tuple[list[_Batch], list[dict[str, Any]], int]:
+        with self._lock:
+            batches, feedback, count = list(self._batches.values()), self._feedback, self._pending
+            self._batches, self._feedback, self._pending = {}, [], 0
+        return batches, feedback, count
 
     def _ship(self) -> None:
-        assert self.url is not None  # start() checked it
         with httpx.Client(timeout=self._timeout_s, transport=self._transport) as client:
             while True:
                 stopping = self._stop.is_set()
                 if not stopping:
                     self._wake.wait(self._flush_interval_s)
                     self._wake.clear()
-                while batch := self._take():
-                    self._post(client, batch)
-                self._depth.set(len(self._queue))
+                batches, feedback, count = self._take()
+                if count:
+                    self._post(client, batches, feedback, count)
+                self._depth.set(self._pending)
                 if stopping:
                     return
 
-    def _post(self, client: httpx.Client, batch: list[dict[str, Any]]) -> None:
+    def _post(
+        self,
+        client: httpx.Client,
+        batches: list[_Batch],
+        feedback: list[dict[str, Any]],
+        count: int,
+    ) -> None:
         try:
-            body = encode_records(batch)
+            body = encode_body(batches, feedback)
             response = client.post(
                 self.url or "", content=body, headers={"content-type": "application/json"}
             )
             response.raise_for_status()
         except (httpx.HTTPError, ValueError, TypeError) as err:
-            self._dropped.inc(len(batch))
-            _log.warning("payload log: %d records dropped (%s)", len(batch), err)
+            self._dropped.inc(count)
+            _log.warning("payload log: %d records dropped (%s)", count, err)
             return
-        self._sent.inc(len(batch))
+        self._sent.inc(count)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -13,7 +12,6 @@ import numpy as np
 from _serving import MODEL, Receiver, metric, oip_body, reference, tensor
 
 from fedloop.serving import PayloadLog, ServingMetrics
-from fedloop.serving.payload_log import encode_records
 
 ROWS = np.random.default_rng(5).normal(size=(2, 4)).astype(np.float32)
 
@@ -104,7 +102,7 @@ def test_full_queue_drops_without_blocking() -> None:
     log = PayloadLog("http://127.0.0.1:9/ingest", metrics=metrics, queue_size=2)
 
     # Act
-    kept = [log.offer({"i": i}) for i in range(5)]
+    kept = [log.offer_feedback({"request_id": str(i), "label": 1}) for i in range(5)]
 
     # Assert
     assert kept == [True, True, False, False, False]
@@ -122,7 +120,7 @@ def test_no_url_logs_nothing() -> None:
     # Assert
     assert not log.enabled
     assert not log.sample()
-    assert not log.offer({"i": 1})
+    assert not log.offer_feedback({"request_id": "r", "label": 1})
     log.close()
 
 
@@ -187,29 +185,31 @@ def test_feedback_without_monitor_is_409(serve: Callable[..., Any], client: http
     assert answer.json()["error"]["field"] == "serving.payload_log.url"
 
 
-def test_encode_records_groups_predictions_per_version() -> None:
+def test_predictions_are_batched_per_version(receiver: Receiver) -> None:
     """Predictions of one version share one batch whose tensors stack the requests' rows."""
-
     # Arrange
-    def record(rid: str, n: int, version: int) -> dict[str, Any]:
-        return {
-            "kind": "prediction",
-            "request_id": rid,
-            "time": 1.0,
-            "model": MODEL,
-            "version": version,
-            "role": "primary",
-            "features": {"features": np.full((n, 4), n, dtype=np.float32)},
-            "prediction": {"probability": np.zeros((n, 1), dtype=np.float32)},
-        }
+    log = PayloadLog(receiver.url, metrics=ServingMetrics(), flush_interval_s=0.05)
 
-    records = [record("a", 1, 1), record("b", 3, 1), record("c", 2, 2)]
-    records.append({"kind": "feedback", "request_id": "a", "label": 1})
+    def offer(rid: str, n: int, version: int) -> None:
+        log.offer_prediction(
+            model=MODEL,
+            version=version,
+            role="primary",
+            request_id=rid,
+            features={"features": np.full((n, 4), n, dtype=np.float32)},
+            prediction={"probability": np.zeros((n, 1), dtype=np.float32)},
+        )
 
     # Act
-    body = json.loads(encode_records(records))
+    offer("a", 1, 1)
+    offer("b", 3, 1)
+    offer("c", 2, 2)
+    log.offer_feedback({"request_id": "a", "label": 1})
+    log.start()
+    log.close()
 
     # Assert
+    (body,) = receiver.bodies
     first, second = body["predictions"]
     assert (first["request_ids"], first["rows"], second["request_ids"]) == (
         ["a", "b"],
@@ -217,4 +217,5 @@ def test_encode_records_groups_predictions_per_version() -> None:
         ["c"],
     )
     assert tensor(first["features"]["features"]).shape == (4, 4)
-    assert body["feedback"] == [{"kind": "feedback", "request_id": "a", "label": 1}]
+    (label,) = body["feedback"]
+    assert (label["kind"], label["request_id"], label["label"]) == ("feedback", "a", 1)
