@@ -1,13 +1,18 @@
-"""Fixtures shared by the contract suites: an S3-compatible moto server on loopback."""
+"""Fixtures shared by the contract suites: metadata stores on SQLite and PostgreSQL, an S3-compatible moto server on loopback."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fedloop.store import Project, SqlMetadataStore
+
+MakeStore = Callable[[], SqlMetadataStore]
 
 S3_REGION = "us-east-1"
 
@@ -74,3 +79,39 @@ def s3_server() -> Iterator[S3Server]:
         yield S3Server(endpoint_url=endpoint_url, bucket="fedloop-contract")
     finally:
         server.stop()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
+    """Return a factory that opens a store on one fresh database of the parametrized backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    else:
+        url = request.getfixturevalue("postgres_db_url")
+    opened: list[SqlMetadataStore] = []
+
+    def make() -> SqlMetadataStore:
+        store = SqlMetadataStore(url, connect_timeout_s=5)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: MakeStore) -> SqlMetadataStore:
+    """Return an open, migrated store on an empty database."""
+    return make_store()
+
+
+@pytest.fixture
+def project(store: SqlMetadataStore) -> Project:
+    """Return a project in the store."""
+    return store.ensure_project("demo")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
@@ -39,42 +38,6 @@ SIGNATURE = Signature(
 WEIGHTS = "a" * 64
 ONNX = "b" * 64
 UNKNOWN_ID = "0" * 32
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
-    """Return a factory that opens a store on one fresh database of the parametrized backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'metadata.db'}"
-    else:
-        url = request.getfixturevalue("postgres_db_url")
-    opened: list[SqlMetadataStore] = []
-
-    def make() -> SqlMetadataStore:
-        store = SqlMetadataStore(url, connect_timeout_s=5)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-def store(make_store: MakeStore) -> SqlMetadataStore:
-    """Return an open, migrated store on an empty database."""
-    return make_store()
-
-
-@pytest.fixture
-def project(store: SqlMetadataStore) -> Project:
-    """Return a project in the store."""
-    return store.ensure_project("demo")
 
 
 @pytest.fixture

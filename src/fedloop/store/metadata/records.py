@@ -17,7 +17,9 @@ __all__ = [
     "FlClientRound",
     "FlRound",
     "MetricPoint",
+    "ModelProfile",
     "ModelVersion",
+    "MonitorWindow",
     "Project",
     "RegisteredModel",
     "Run",
@@ -206,4 +208,31 @@ class FlRound:
     bytes_down: int
     seconds: float
     metrics: dict[str, float]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ModelProfile:
+    """The reference data profile of a model version (what drift is measured against)."""
+
+    model_version_id: ModelVersionId
+    profile_digest: str
+    source: str
+    num_rows: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorWindow:
+    """One checked window of live traffic: its drift or performance summary."""
+
+    id: int
+    model_name: str
+    version: int
+    kind: str
+    start_time: datetime
+    end_time: datetime
+    rows: int
+    verdict: str | None
+    summary: dict[str, Any]
     created_at: datetime

@@ -37,9 +37,11 @@ __all__ = [
     "latest_metrics",
     "metadata",
     "metrics",
+    "model_profiles",
     "model_version_contributors",
     "model_version_datasets",
     "model_versions",
+    "monitor_windows",
     "projects",
     "registered_models",
     "run_datasets",
@@ -320,4 +322,30 @@ fl_client_rounds = Table(
     Column("bytes_down", BigInteger, nullable=False),
     Column("seconds", Float, nullable=False),
     Index(None, "run_id", "client_id"),
+)
+
+model_profiles = Table(
+    "model_profiles",
+    metadata,
+    Column("model_version_id", _ID, ForeignKey("model_versions.id"), primary_key=True),
+    Column("profile_digest", String(64), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+monitor_windows = Table(
+    "monitor_windows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(200), ForeignKey("registered_models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("start_time", UtcDateTime, nullable=False),
+    Column("end_time", UtcDateTime, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("verdict", String(20), nullable=True),
+    Column("summary", _JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "model_name", "version", "kind", "end_time"),
 )
