@@ -1,4 +1,4 @@
-"""Model adapters, local train/evaluate loops and metrics (torch loads only with its adapter)."""
+"""Model adapters, local train/evaluate loops, metrics and data profiles (torch loads only with its adapter)."""
 
 from __future__ import annotations
 
@@ -13,21 +13,51 @@ from fedloop.learn.partition import (
     partition_summary,
     quantity_skew_partition,
 )
+from fedloop.learn.profiles import (
+    CategoricalSummary,
+    ColumnSummary,
+    DataProfile,
+    NumericSummary,
+    columns_from_tensors,
+    decode_profile,
+    edges_from_sketches,
+    encode_profile,
+    merge_profiles,
+    profile_columns,
+    profile_from_arrays,
+    profile_like,
+    profile_to_arrays,
+    quantile_sketch,
+)
 
 if _typing.TYPE_CHECKING:
     from fedloop.learn.adapters.sklearn_linear import SklearnLinearAdapter
     from fedloop.learn.adapters.torch import TorchAdapter, mlp
 
 __all__ = [
+    "CategoricalSummary",
+    "ColumnSummary",
+    "DataProfile",
     "ModelAdapter",
+    "NumericSummary",
     "SklearnLinearAdapter",
     "StepCallback",
     "TorchAdapter",
     "binary_metrics",
+    "columns_from_tensors",
+    "decode_profile",
     "dirichlet_partition",
+    "edges_from_sketches",
+    "encode_profile",
     "iid_partition",
+    "merge_profiles",
     "mlp",
     "partition_summary",
+    "profile_columns",
+    "profile_from_arrays",
+    "profile_like",
+    "profile_to_arrays",
+    "quantile_sketch",
     "quantity_skew_partition",
 ]
 
