@@ -2,8 +2,10 @@
 
 from fedloop.core.clock import Clock, FixedClock, SystemClock, utc_now
 from fedloop.core.config import (
+    DriftConfig,
     FederatedConfig,
     FedloopConfig,
+    MonitoringConfig,
     ProjectConfig,
     ResolvedConfig,
     ServingConfig,
@@ -72,6 +74,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatasetId",
+    "DriftConfig",
     "EventId",
     "FederatedConfig",
     "FederationError",
@@ -85,6 +88,7 @@ __all__ = [
     "MalformedBody",
     "MissingExtraError",
     "ModelVersionId",
+    "MonitoringConfig",
     "NotFound",
     "Parameters",
     "PrivacyBudgetExhausted",
