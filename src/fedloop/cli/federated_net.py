@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from fedloop.federated.coordinator import RoundReport
     from fedloop.federated.transports import ClientReport
-    from fedloop.learn import ModelAdapter
+    from fedloop.learn import DataProfile, ModelAdapter
     from fedloop.store import Workspace
 
 __all__ = ["client", "default_model_name", "parse_model_spec", "serve"]
@@ -179,6 +179,7 @@ def serve(
     first version becomes champion.
     """
     from fedloop.federated.coordinator import Coordinator
+    from fedloop.federated.profiling import collect_profile
     from fedloop.federated.strategies import make_strategy
     from fedloop.federated.transports import HttpTransport, write_token_file
     from fedloop.store import check_name
@@ -251,9 +252,19 @@ def serve(
         )
         stderr.print(f"Run {run_id}: {fed.num_rounds} rounds")
         final = coordinator.run(run_id)
-    if register:
         adapter = make_adapter(fed.seed)
         adapter.set_parameters(final)
+        profile = None
+        if register:
+            stderr.print("Collecting the reference profile from the clients' summaries…")
+            profile = collect_profile(
+                transport,
+                final,
+                signature=adapter.signature(),
+                round_num=fed.num_rounds + 1,
+                timeout_s=fed.round_timeout_s,
+            )
+    if register:
         _register(
             ws,
             registered_name,
@@ -262,6 +273,7 @@ def serve(
             adapter,
             datasets=datasets,
             tags={"transport": "http", "model": model, "strategy": strategy_obj.name},
+            profile=profile,
         )
     typer.echo(run_id)
 
@@ -298,6 +310,7 @@ def _register(
     *,
     datasets: list[tuple[DatasetId, str]],
     tags: Mapping[str, str],
+    profile: DataProfile | None,
 ) -> None:
     from fedloop.federated.registration import register_federated_model
     from fedloop.registry import CHAMPION
@@ -312,6 +325,7 @@ def _register(
         tags=tags,
         datasets=datasets,
         description=f"{tags['model']}, {tags['strategy']} over HTTP/2",
+        profile=profile,
     )
     alias = " (champion)" if CHAMPION in mv.aliases else ""
     stderr.print(

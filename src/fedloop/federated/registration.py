@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from fedloop.core import DatasetId, Parameters, RunId, Signature
+from fedloop.learn import DataProfile
 from fedloop.registry import CHAMPION, ModelRegistry
 from fedloop.store import Contributor, ModelVersion, SqlMetadataStore, Workspace
 
@@ -38,6 +39,7 @@ def register_federated_model(
     tags: Mapping[str, str] | None = None,
     datasets: Sequence[tuple[DatasetId, str]] = (),
     description: str = "",
+    profile: DataProfile | None = None,
     actor: str = "coordinator",
 ) -> ModelVersion:
     """Register the final model of a federated run; the model's first version becomes champion.
@@ -68,6 +70,9 @@ def register_federated_model(
         Data sets used (e.g. the central evaluation set).
     description : str
         Free text.
+    profile : DataProfile or None
+        The reference profile merged from the clients' summaries
+        (:func:`fedloop.federated.profiling.collect_profile`), attached as ``federated``.
     actor : str, default "coordinator"
         Who registers and promotes (audit).
 
@@ -109,6 +114,8 @@ def register_federated_model(
         description=description,
         actor=actor,
     )
+    if profile is not None:
+        registry.attach_profile(mv, profile, source="federated", actor=actor)
     if ws.metadata.find_alias(name, CHAMPION) is None:
         registry.promote(
             name, mv.version, alias=CHAMPION, actor=actor, reason="first federated model"

@@ -18,6 +18,10 @@ from fedloop.core import (
     encode_parameters,
     validate_parameters,
 )
+
+# The module, not the package: fedloop.learn names the torch adapter, and the serving path
+# (which imports the registry) must not reach torch (import contract).
+from fedloop.learn.profiles import DataProfile, decode_profile, encode_profile
 from fedloop.registry import aliases as _aliases
 from fedloop.registry.lineage import Lineage, lineage
 from fedloop.registry.packaging import ModelPackage, check_onnx
@@ -260,6 +264,51 @@ class ModelRegistry:
                 "privacy": mv.privacy,
             },
         )
+
+    # -- reference profiles ----------------------------------------------------------------
+    def attach_profile(
+        self,
+        version: ModelVersion,
+        profile: DataProfile,
+        *,
+        source: str = "central",
+        actor: str = "system",
+    ) -> None:
+        """Store ``profile`` as the reference the monitor compares the version's traffic with.
+
+        Parameters
+        ----------
+        version : ModelVersion
+            The version.
+        profile : DataProfile
+            Its reference profile (columns named as the payload log names them: the input
+            tensor's ``name[j]`` and the output's name).
+        source : {"central", "federated", "traffic"}
+            How it was made (recorded in the audit event).
+        actor : str
+            Who attaches (audit).
+        """
+        ref = self.artifacts.put_bytes(encode_profile(profile))
+        self.metadata.attach_profile(
+            version.id,
+            profile_digest=ref.digest,
+            source=source,
+            num_rows=profile.num_rows,
+            actor=actor,
+        )
+
+    def find_profile(self, version: ModelVersion) -> DataProfile | None:
+        """Return a version's reference profile, or None when it has none.
+
+        Raises
+        ------
+        ArtifactMissing, ArtifactCorrupt
+            When the stored bytes are gone or changed.
+        """
+        record = self.metadata.find_profile(version.id)
+        if record is None:
+            return None
+        return decode_profile(self.artifacts.get_bytes(record.profile_digest))
 
     # -- aliases and lineage ---------------------------------------------------------------
     def promote(

@@ -159,7 +159,10 @@ def test_serve_command_runs_rounds_and_registers_the_model(
         rounds = ws.metadata.list_fl_rounds(run_id)
         mv = ws.metadata.get_model_version("federated-mlp-4-3", 1)
         dataset = ws.metadata.find_dataset(mv.dataset_ids[0])
+        profile = ws.metadata.find_profile(mv.id)
     assert [r.status for r in rounds] == ["completed"] * 3
+    assert profile is not None
+    assert (profile.source, profile.num_rows) == ("federated", 120)
     assert "eval_auc" in rounds[-1].metrics
     assert "round 2/2 completed: 2 clients" in result.stderr
     assert mv.run_id == run_id

@@ -61,6 +61,9 @@ def test_simulate_on_ray_runs_rounds_and_registers_the_model(
         assert all(r.num_succeeded == 3 for r in rounds[1:])
         version = ws.metadata.find_alias(MODEL_NAME, "champion")
         assert version is not None
+        profile = ws.metadata.find_profile(version.id)
+        assert profile is not None
+        assert (profile.source, profile.num_rows) == ("federated", 2400)
 
 
 @pytest.mark.parametrize(

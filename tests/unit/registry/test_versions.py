@@ -656,3 +656,31 @@ def test_concurrent_registrations_get_consecutive_versions(
     assert errors == []
     assert sorted(results[0] + results[1]) == list(range(1, 11))
     assert all(r == sorted(r) for r in results.values())
+
+
+# -- reference profiles ----------------------------------------------------------------------
+
+
+def test_a_version_has_no_profile_until_one_is_attached(
+    three_versions: ModelRegistry,
+) -> None:
+    """find_profile is None at first; an attached profile comes back equal, and is audited."""
+    # Arrange
+    from fedloop.learn import profile_columns
+
+    mv = three_versions.get("m:2")
+    profile = profile_columns({"x[0]": np.arange(100.0), "x[1]": np.ones(100)}, num_bins=10)
+
+    # Act
+    before = three_versions.find_profile(mv)
+    three_versions.attach_profile(mv, profile, source="central", actor="test")
+    after = three_versions.find_profile(mv)
+
+    # Assert
+    assert before is None
+    assert after is not None
+    assert after.num_rows == 100
+    np.testing.assert_array_equal(after.columns["x[0]"].counts, profile.columns["x[0]"].counts)
+    assert three_versions.find_profile(three_versions.get("m:1")) is None
+    event = three_versions.metadata.list_events(kind="model.profile_attached")[-1]
+    assert (event.subject, event.actor) == ("model:m/2", "test")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fedloop.core import FedloopError, InvalidInput, decode_parameters, encode_parameters
-from fedloop.federated.client import Client
+from fedloop.federated.client import Client, run_task
 from fedloop.federated.messages import FitIns
 from fedloop.federated.wire import MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, read_frame, write_frame
 
@@ -66,7 +66,7 @@ class ClientHost:
             client = self.clients.get(client_id)
             if client is None:
                 client = self.clients[client_id] = self.factory(client_id, **self.kwargs)
-            res = client.fit(ins)
+            res = run_task(client, ins)
             body = encode_parameters(res.parameters)
             header: dict[str, Any] = {
                 "type": "result",

@@ -27,7 +27,7 @@ from fedloop.core import (
     decode_parameters,
     encode_parameters,
 )
-from fedloop.federated.client import Client
+from fedloop.federated.client import Client, run_task
 from fedloop.federated.messages import FitIns
 
 __all__ = ["ClientReport", "run_http_client"]
@@ -265,7 +265,7 @@ def _work(
     try:
         with _heartbeat(session, float(task.get("heartbeat_s", 10.0))):
             params = decode_parameters(data, field="global model")
-            result = client.fit(FitIns(round_num, params, dict(task.get("config") or {})))
+            result = run_task(client, FitIns(round_num, params, dict(task.get("config") or {})))
         payload = encode_parameters(result.parameters)
     except (FedloopError, ArithmeticError, ValueError, RuntimeError, KeyError) as err:
         message = f"{type(err).__name__}: {err}"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from fedloop.core import FedloopError
-from fedloop.federated.client import Client
+from fedloop.federated.client import Client, run_task
 from fedloop.federated.messages import FitIns, FitOutcome, payload_bytes
 
 __all__ = ["InProcessTransport"]
@@ -54,7 +54,7 @@ class InProcessTransport:
                 continue
             started = time.perf_counter()
             try:
-                result = self.clients[client_id].fit(ins)
+                result = run_task(self.clients[client_id], ins)
             except (FedloopError, ArithmeticError, ValueError, RuntimeError, KeyError) as err:
                 outcomes.append(
                     FitOutcome(

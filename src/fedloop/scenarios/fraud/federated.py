@@ -15,6 +15,7 @@ from rich.table import Table
 from fedloop.core import FedloopConfig, RunId, fingerprint_arrays
 from fedloop.federated.client import AdapterClient
 from fedloop.federated.coordinator import Coordinator, RoundReport
+from fedloop.federated.profiling import collect_profile
 from fedloop.federated.registration import register_federated_model
 from fedloop.federated.simulation import LocalBackend, RayBackend
 from fedloop.federated.strategies import make_strategy
@@ -214,6 +215,15 @@ def simulate(
             done = ws.metadata.latest_fl_round(run_id)
             progress.update(task, completed=done.round if done else 0)
         final = coordinator.run(run_id)
+        profile = None
+        if register:
+            profile = collect_profile(
+                transport,
+                final,
+                signature=evaluator.signature(),
+                round_num=fed.num_rounds + 1,
+                timeout_s=fed.round_timeout_s,
+            )
     rounds = ws.metadata.list_fl_rounds(run_id)
     last = rounds[-1].metrics
     table = Table(title=f"Federated run {run_id}", title_justify="left", header_style="bold")
@@ -243,6 +253,7 @@ def simulate(
             tags={"scenario": "fraud", "strategy": strategy.name},
             datasets=[(test_ds.id, "eval")],
             description=f"MLP 30-64-32-1, {strategy.name} over {num_clients} banks",
+            profile=profile,
         )
         out.print(
             f"Registered [bold]{MODEL_NAME} v{mv.version}[/] with lineage over "
