@@ -11,7 +11,17 @@ import typer
 from rich.markup import escape
 
 from fedloop import __version__
-from fedloop.cli import audit, config, federated, federated_net, models, runs, serve, store  # noqa: F401 - federated_net adds `federated serve|client`
+from fedloop.cli import (  # noqa: F401 - federated_net adds `federated serve|client`
+    audit,
+    config,
+    federated,
+    federated_net,
+    models,
+    monitor,
+    runs,
+    serve,
+    store,
+)
 from fedloop.cli._context import state, stderr
 from fedloop.core import FedloopError
 
@@ -28,6 +38,7 @@ app.add_typer(federated.app, name="federated")
 app.add_typer(audit.app, name="audit")
 app.add_typer(store.app, name="store")
 app.add_typer(config.app, name="config")
+app.add_typer(monitor.app, name="monitor")
 app.command("serve")(serve.serve)
 
 #: Scenario flows, imported by name only when run (the scenarios layer sits above the CLI).

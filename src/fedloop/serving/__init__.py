@@ -1,6 +1,6 @@
 """The inference server: routing between versions, batching, validation, metrics, payload log."""
 
-from fedloop.serving.app import ServingState, create_app
+from fedloop.serving.app import ServingState, create_app, read_body
 from fedloop.serving.batching import AdaptiveBatcher
 from fedloop.serving.metrics import ServingMetrics
 from fedloop.serving.payload_log import PayloadLog
@@ -21,4 +21,5 @@ __all__ = [
     "Target",
     "create_app",
     "load_runtime",
+    "read_body",
 ]

@@ -45,7 +45,7 @@ from fedloop.serving.schema import (
     parse_predict,
 )
 
-__all__ = ["ServingState", "create_app"]
+__all__ = ["ServingState", "create_app", "read_body"]
 
 _access = logging.getLogger("fedloop.serving.access")
 _log = logging.getLogger("fedloop.serving")
@@ -64,13 +64,24 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(dumps(data), status_code=status, media_type=_JSON)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(
+    request: Request, limit: int, *, setting: str = "serving.max_body_bytes"
+) -> bytes:
+    """Read a request body of at most ``limit`` bytes, refusing larger ones before reading them.
+
+    Raises
+    ------
+    BodyTooLarge
+        When the declared or the received length passes ``limit`` (HTTP 413); the hint
+        names ``setting``, the option that raises the limit.
+    """
+    hint = f"Send less per request, or raise {setting}."
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(
             f"the request body is {declared} bytes; this server takes at most {limit}.",
             field="body",
-            hint="Send fewer rows per request, or raise serving.max_body_bytes.",
+            hint=hint,
         )
     chunks: list[bytes] = []
     size = 0
@@ -78,9 +89,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(
-                f"the request body is larger than {limit} bytes.",
-                field="body",
-                hint="Send fewer rows per request, or raise serving.max_body_bytes.",
+                f"the request body is larger than {limit} bytes.", field="body", hint=hint
             )
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -155,6 +164,7 @@ class ServingState:
             queue_size=plog.queue_size,
             max_records_per_post=plog.max_records_per_post,
             timeout_s=plog.timeout_s,
+            flush_interval_s=plog.flush_interval_s,
             transport=payload_transport,
         )
         self.max_body_bytes = config.max_body_bytes
@@ -252,7 +262,7 @@ class ServingState:
         batcher = target.batcher
         batcher.pending += 1
         try:
-            body = await _read_body(request, self.max_body_bytes)
+            body = await read_body(request, self.max_body_bytes)
             parsed = parse(body, target, request)
         finally:
             batcher.pending -= 1
@@ -502,7 +512,7 @@ def _endpoints(state: ServingState) -> list[Route]:
     async def feedback(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            accepted, dropped = state.feedback(await _read_body(request, state.max_body_bytes))
+            accepted, dropped = state.feedback(await read_body(request, state.max_body_bytes))
         except FedloopError as err:
             state.finish(
                 request, "feedback", started, err.http_status, model="", version="", error=err

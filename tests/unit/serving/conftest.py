@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _serving import MODEL, Receiver, make_graph, running, weights
+from _serving import MODEL, weights
 
+from _graphs import make_graph
+from _loopback import Receiver, running
 from fedloop.core import ServingConfig, resolve
 from fedloop.registry import ModelRegistry
 from fedloop.serving import create_app

@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from _serving import MODEL, metric, oip_body, reference
+from _serving import MODEL, oip_body, reference
+
+from _loopback import metric
 
 ROWS = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
 

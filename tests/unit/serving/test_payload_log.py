@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-from _serving import MODEL, Receiver, metric, oip_body, reference, tensor
+from _serving import MODEL, oip_body, reference
 
+from _loopback import Receiver, metric, tensor
 from fedloop.serving import PayloadLog, ServingMetrics
 
 ROWS = np.random.default_rng(5).normal(size=(2, 4)).astype(np.float32)

@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from _serving import MODEL, Receiver, make_graph, metric, oip_body, reference, weights
+from _serving import MODEL, oip_body, reference, weights
 
+from _graphs import make_graph
+from _loopback import Receiver, metric
 from fedloop.core import NotFound, ServingConfig
 from fedloop.registry import ModelRegistry, parse_ref
 from fedloop.serving import Deployment, Router, ServingMetrics, create_app

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from fedloop.core import fingerprint_arrays
 from fedloop.learn import TorchAdapter, mlp
+from fedloop.monitoring import attach_reference
 from fedloop.registry import CHALLENGER, CHAMPION, ModelRegistry
 from fedloop.scenarios.fraud.data import make_fraudlike
 from fedloop.store import Workspace, start_run
@@ -143,8 +144,10 @@ def run(ws: Workspace, *, rows: int = 200_000, epochs: int = 3, seed: int = 0) -
         actor="quickstart",
         description="MLP 30-64-32-1 on synthetic card transactions",
     )
+    attach_reference(registry, mv, data.x_train, actor="quickstart")
     out.print(
-        f"3. Registered [bold]{MODEL_NAME} v{mv.version}[/] (weights + ONNX + signature, lineage recorded)."
+        f"3. Registered [bold]{MODEL_NAME} v{mv.version}[/] (weights + ONNX + signature, "
+        "lineage and the reference profile drift is measured against)."
     )
     champion_auc = champion.metrics.get("auc") if champion else None
     if champion_auc is None or final["auc"] >= champion_auc:

@@ -1,0 +1,171 @@
+"""The monitor's HTTP surface: payload-log ingest, checked windows, Prometheus metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client import generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from fedloop.core import FedloopConfig, FedloopError, InvalidInput
+from fedloop.monitoring import Monitor, WebhookSink
+from fedloop.serving import read_body
+
+__all__ = ["CONFIG_ENV", "app_from_environ", "create_monitor_app"]
+
+#: Environment variable through which ``fedloop monitor serve`` hands its resolved config to
+#: :func:`app_from_environ` (the shells do not import each other; uvicorn loads the app by name).
+CONFIG_ENV = "_FEDLOOP_MONITOR_CONFIG"
+
+_log = logging.getLogger("fedloop.api.monitor")
+_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _error(err: FedloopError) -> JSONResponse:
+    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+
+
+def _window(w: Any) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "model": w.model_name,
+        "version": w.version,
+        "kind": w.kind,
+        "start_time": w.start_time.isoformat(),
+        "end_time": w.end_time.isoformat(),
+        "rows": w.rows,
+        "verdict": w.verdict,
+        "summary": w.summary,
+    }
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise InvalidInput(
+            f"query parameter `{name}` must be a non-negative integer; got {raw!r}.",
+            field=name,
+            value=raw,
+        )
+    return int(raw)
+
+
+def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
+    """Return the ASGI app that receives the inference servers' payload logs.
+
+    Routes: ``POST /v1/monitor/ingest`` (a payload-log body; 200 with what was taken, 400
+    naming the bad field, 413 when too large), ``GET /v1/monitor/models/{name}/windows``
+    (``?kind=drift|performance&version=N&limit=N``), ``GET /metrics`` and
+    ``GET /health/live``. Ingest runs in a worker thread so a window check never blocks the
+    event loop; the monitor serialises its own state.
+
+    Parameters
+    ----------
+    monitor : Monitor
+        The monitor that owns the windows.
+    max_body_bytes : int, default 64 MiB
+        Largest ingest body taken.
+
+    Returns
+    -------
+    Starlette
+        The app; closing it flushes the monitor's open windows.
+    """
+
+    async def ingest(request: Request) -> Response:
+        try:
+            body = await read_body(request, max_body_bytes, setting="monitoring.max_body_bytes")
+            result = await run_in_threadpool(monitor.ingest, body)
+        except FedloopError as err:
+            return _error(err)
+        except Exception:  # never crash the ingest: log and answer 500 with a typed body
+            _log.exception("ingest failed")
+            return _error(FedloopError("internal error; see the monitor log."))
+        return JSONResponse(
+            {
+                "rows": result.rows,
+                "labels": result.labels,
+                "joined": result.joined,
+                "windows": [
+                    {
+                        "model": c.model,
+                        "version": c.version,
+                        "kind": c.kind,
+                        "verdict": c.verdict,
+                        "window_id": c.window.id,
+                    }
+                    for c in result.checks
+                ],
+            }
+        )
+
+    async def windows(request: Request) -> Response:
+        try:
+            kind = request.query_params.get("kind")
+            if kind not in (None, "drift", "performance"):
+                raise InvalidInput(
+                    f"query parameter `kind` must be drift or performance; got {kind!r}.",
+                    field="kind",
+                    value=kind,
+                )
+            found = await run_in_threadpool(
+                monitor.ws.metadata.list_monitor_windows,
+                request.path_params["name"],
+                version=_int_param(request, "version", None),
+                kind=kind,
+                limit=_int_param(request, "limit", 100) or 100,
+            )
+        except FedloopError as err:
+            return _error(err)
+        return JSONResponse({"windows": [_window(w) for w in found]})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(monitor.metrics.registry), media_type=_PROMETHEUS)
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await run_in_threadpool(monitor.close)
+
+    return Starlette(
+        routes=[
+            Route("/v1/monitor/ingest", ingest, methods=["POST"]),
+            Route("/v1/monitor/models/{name}/windows", windows, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/health/live", live, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def app_from_environ() -> Starlette:
+    """Build the monitor app from the config in ``CONFIG_ENV`` (a uvicorn app factory).
+
+    Returns
+    -------
+    Starlette
+        The monitor's app over the configured workspace, with a webhook sink per
+        ``monitoring.webhooks`` URL.
+    """
+    from fedloop.store import open_workspace
+
+    config = FedloopConfig.model_validate_json(os.environ[CONFIG_ENV])
+    ws = open_workspace(config)
+    cfg = config.monitoring
+    monitor = Monitor(ws, cfg, sinks=[WebhookSink(url) for url in cfg.webhooks])
+    return create_monitor_app(monitor, max_body_bytes=cfg.max_body_bytes)
