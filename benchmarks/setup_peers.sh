@@ -21,6 +21,8 @@ MLSERVER_VERSION="1.7.1"  # newest on PyPI; no ONNX runtime exists for it, so sk
 ONNXRUNTIME_VERSION="1.32.0"  # as in .venv (CPU wheel), for the thin endpoint and MLServer's custom ONNX runtime
 FASTAPI_VERSION="0.165.0"      # the thin endpoint (W-SERVE's limit)
 UVICORN_VERSION="0.54.0"
+EVIDENTLY_VERSION="0.7.23"  # W-DRIFT's peer (DataDriftPreset)
+PANDAS_EVIDENTLY_VERSION="2.3.3"  # Evidently 0.7.23 needs pandas<3 (PITFALLS.md); newest 2.x
 
 # has_versions VENV PKG==VERSION...: true when VENV exists and holds exactly those versions.
 has_versions() {
@@ -106,9 +108,27 @@ setup_thin() {
     "$venv/bin/python" -c "import fastapi, uvicorn, onnxruntime; print('fastapi', fastapi.__version__, 'uvicorn', uvicorn.__version__, 'onnxruntime', onnxruntime.__version__, 'ready in $venv')"
 }
 
+# W-DRIFT: Evidently's default data-drift preset (benchmarks/peers/evidently_drift.py).
+# pandas<3: Evidently 0.7.23 breaks on pandas 3 (PITFALLS.md), so the newest 2.x is pinned.
+setup_evidently() {
+    local venv="$VENVS/evidently"
+    if has_versions "$venv" "evidently==$EVIDENTLY_VERSION" "pandas==$PANDAS_EVIDENTLY_VERSION"; then
+        echo "evidently $EVIDENTLY_VERSION already installed in $venv"
+        return
+    fi
+    echo "creating $venv (evidently==$EVIDENTLY_VERSION, pandas==$PANDAS_EVIDENTLY_VERSION)"
+    new_venv "$venv"
+    "$venv/bin/pip" install --quiet "evidently==$EVIDENTLY_VERSION" "pandas==$PANDAS_EVIDENTLY_VERSION" numpy
+    if "$venv/bin/pip" list 2>/dev/null | grep -qiE '^(torch|nvidia-)'; then
+        echo "torch or a CUDA package came into $venv; the W-DRIFT peer must stay CPU-only without torch" >&2
+        exit 1
+    fi
+    "$venv/bin/python" -c "import evidently, pandas, scipy; print('evidently', evidently.__version__, 'pandas', pandas.__version__, 'scipy', scipy.__version__, 'ready in $venv')"
+}
+
 peers=("$@")
 if [[ ${#peers[@]} -eq 0 ]]; then
-    peers=(mlflow flower mlserver thin)
+    peers=(mlflow flower mlserver thin evidently)
 fi
 for peer in "${peers[@]}"; do
     case "$peer" in
@@ -116,8 +136,9 @@ for peer in "${peers[@]}"; do
         flower) setup_flower ;;
         mlserver) setup_mlserver ;;
         thin) setup_thin ;;
+        evidently) setup_evidently ;;
         *)
-            echo "unknown peer: $peer (known: mlflow flower mlserver thin)" >&2
+            echo "unknown peer: $peer (known: mlflow flower mlserver thin evidently)" >&2
             exit 2
             ;;
     esac
