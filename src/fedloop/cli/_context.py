@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedloop.core import ResolvedConfig
+from fedloop.core import FedloopConfig, ResolvedConfig
 from fedloop.store import Workspace, load_config, open_workspace
 
 stdout = Console(soft_wrap=True)
@@ -90,3 +90,15 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def fmt_time(value: Any) -> str:
     """Format a datetime for tables (seconds precision, UTC)."""
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def absolute_paths(config: FedloopConfig) -> FedloopConfig:
+    """Return ``config`` with the store and artifact locations made absolute.
+
+    For configs handed to another process (server workers, an app factory), whose working
+    directory may differ.
+    """
+    store = config.store.model_copy(
+        update={"url": config.store_url(), "artifacts_url": config.artifacts_url()}
+    )
+    return config.model_copy(update={"store": store})

@@ -13,6 +13,7 @@ from rich.markup import escape
 from fedloop.cli._context import (
     FORMAT_OPTION,
     OutputFormat,
+    absolute_paths,
     fmt_time,
     print_json,
     print_table,
@@ -81,13 +82,10 @@ def serve(
     cli_state.overrides.update(
         {"monitoring.host": host, "monitoring.port": port, "monitoring.webhooks": webhook or None}
     )
-    full = cli_state.resolved().config
+    full = absolute_paths(cli_state.resolved().config)
     config = full.monitoring
-    store = full.store.model_copy(
-        update={"url": full.store_url(), "artifacts_url": full.artifacts_url()}
-    )
     cli_state.workspace()  # fail here, with a clear message, if the store cannot be opened
-    os.environ[_CONFIG_ENV] = full.model_copy(update={"store": store}).model_dump_json()
+    os.environ[_CONFIG_ENV] = full.model_dump_json()
 
     import uvicorn
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from fedloop.cli._context import state, stderr
+from fedloop.cli._context import absolute_paths, state, stderr
 from fedloop.core import ConfigError, FedloopConfig
 
 if TYPE_CHECKING:
@@ -82,13 +82,6 @@ def worker_app() -> Starlette:
         The loaded inference server.
     """
     return _build_app(FedloopConfig.model_validate_json(os.environ[_CONFIG_ENV]))
-
-
-def _absolute(config: FedloopConfig) -> FedloopConfig:
-    store = config.store.model_copy(
-        update={"url": config.store_url(), "artifacts_url": config.artifacts_url()}
-    )
-    return config.model_copy(update={"store": store})
 
 
 def _check_refs(config: FedloopConfig) -> None:
@@ -181,7 +174,7 @@ def serve(
         overrides[f"serving.shadow.{ref.split('@', 1)[0].split(':', 1)[0]}"] = ref
     cli_state = state(ctx)
     cli_state.overrides.update(overrides)
-    config = _absolute(cli_state.resolved().config)
+    config = absolute_paths(cli_state.resolved().config)
     serving = config.serving
 
     import uvicorn

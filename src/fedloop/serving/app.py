@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -139,16 +138,12 @@ class ServingState:
         The server settings.
     registry : ModelRegistry
         Where models are loaded from and aliases resolved.
-    payload_transport : httpx.BaseTransport or None
-        For tests: how the payload log reaches the monitor.
     """
 
     def __init__(
         self,
         config: ServingConfig,
         registry: ModelRegistry,
-        *,
-        payload_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.metrics = ServingMetrics()
@@ -165,7 +160,6 @@ class ServingState:
             max_records_per_post=plog.max_records_per_post,
             timeout_s=plog.timeout_s,
             flush_interval_s=plog.flush_interval_s,
-            transport=payload_transport,
         )
         self.max_body_bytes = config.max_body_bytes
         self.access_log = config.access_log
@@ -543,8 +537,6 @@ def _endpoints(state: ServingState) -> list[Route]:
 def create_app(
     config: ServingConfig,
     registry: ModelRegistry,
-    *,
-    payload_transport: httpx.BaseTransport | None = None,
 ) -> Starlette:
     """Build the inference server: load every configured model, then return the ASGI app.
 
@@ -560,8 +552,6 @@ def create_app(
         Models, routing, batching, limits and the payload log.
     registry : ModelRegistry
         Where models come from.
-    payload_transport : httpx.BaseTransport or None
-        For tests: how the payload log reaches the monitor.
 
     Returns
     -------
@@ -578,7 +568,7 @@ def create_app(
     >>> app = create_app(config.serving, ModelRegistry(ws.metadata, ws.artifacts, ws.project))  # doctest: +SKIP
     >>> uvicorn.run(app, port=8080)
     """
-    state = ServingState(config, registry, payload_transport=payload_transport)
+    state = ServingState(config, registry)
     state.router.load()
 
     @contextlib.asynccontextmanager

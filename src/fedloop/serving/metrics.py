@@ -12,9 +12,9 @@ import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-__all__ = ["CONTENT_TYPE", "ServingMetrics"]
+__all__ = ["CONTENT_TYPE", "ServingMetrics", "reap_dead_workers"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,6 +26,43 @@ _COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 def _multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def reap_dead_workers(path: str) -> list[int]:
+    """Drop the live gauges of worker processes that are gone (a crashed, restarted worker).
+
+    Counters and histograms of a dead worker stay (they count what it served); its
+    ``live*`` gauges (payload-log queue, loaded versions) would otherwise be reported forever.
+
+    Parameters
+    ----------
+    path : str
+        The ``PROMETHEUS_MULTIPROC_DIR``.
+
+    Returns
+    -------
+    list of int
+        The pids whose files were removed.
+    """
+    dead: set[int] = set()
+    for name in os.listdir(path):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid_text = name[: -len(".db")].rsplit("_", 1)[-1]
+            if pid_text.isdigit() and not _alive(int(pid_text)):
+                dead.add(int(pid_text))
+    for pid in dead:
+        mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    return sorted(dead)
 
 
 class ServingMetrics:
@@ -138,6 +175,7 @@ class ServingMetrics:
     def render(self) -> bytes:
         """Return the exposition text (all workers' values in multiprocess mode)."""
         if _multiprocess():
+            reap_dead_workers(os.environ["PROMETHEUS_MULTIPROC_DIR"])
             merged = CollectorRegistry()
             MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)

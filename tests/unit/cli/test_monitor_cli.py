@@ -126,3 +126,13 @@ def test_bad_arguments_are_refused(project: Path) -> None:
     assert unknown.exception.field == "model"  # type: ignore[attr-defined]
     assert isinstance(kind.exception, InvalidInput)  # type: ignore[attr-defined]
     assert kind.exception.field == "kind"  # type: ignore[attr-defined]
+
+
+def test_serve_hands_its_config_to_the_api_factory_under_the_same_name() -> None:
+    """The CLI and the API do not import each other; the variable name is the contract."""
+    # Arrange
+    from fedloop.api import monitor as api_monitor
+    from fedloop.cli import monitor as cli_monitor
+
+    # Assert
+    assert cli_monitor._CONFIG_ENV == api_monitor.CONFIG_ENV

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -399,3 +401,34 @@ def test_access_log_is_one_json_line_per_request(
     ok, bad = lines
     assert (ok["status"], ok["version"], ok["rows"], ok["request_id"]) == (200, "1", 3, "a-1")
     assert (bad["status"], bad["error"], bad["field"]) == (400, "malformed_body", "body")
+
+
+def test_dead_workers_live_gauges_are_reaped(tmp_path: Path) -> None:
+    """A worker that died leaves counters but its live gauges are dropped; a live one's stay."""
+    # Arrange: a "worker" process writes a live gauge and a counter, then exits
+    import shutil
+    import subprocess
+    import sys
+
+    from fedloop.serving.metrics import reap_dead_workers
+
+    code = (
+        "from prometheus_client import Counter, Gauge\n"
+        "Gauge('q', 'q', multiprocess_mode='livesum').set(3)\n"
+        "Counter('c', 'c').inc()\n"
+        "import os; print(os.getpid())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    dead_pid = int(out.stdout)
+    (gauge,) = tmp_path.glob(f"gauge_livesum_{dead_pid}.db")
+    shutil.copy(gauge, tmp_path / f"gauge_livesum_{os.getpid()}.db")
+
+    # Act
+    reaped = reap_dead_workers(str(tmp_path))
+
+    # Assert
+    assert reaped == [dead_pid]
+    assert not gauge.exists()
+    assert (tmp_path / f"gauge_livesum_{os.getpid()}.db").exists()
+    assert list(tmp_path.glob(f"counter_{dead_pid}.db"))
