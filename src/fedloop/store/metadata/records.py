@@ -16,6 +16,7 @@ __all__ = [
     "Deployment",
     "FlClientRound",
     "FlRound",
+    "LoopAction",
     "MetricPoint",
     "ModelProfile",
     "ModelVersion",
@@ -236,3 +237,28 @@ class MonitorWindow:
     verdict: str | None
     summary: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoopAction:
+    """One action of the closed loop: a policy's trigger and what became of it."""
+
+    id: str
+    policy: str
+    model_name: str
+    trigger_kind: str
+    trigger_ref: str
+    state: str
+    champion_version: int | None
+    challenger_version: int | None
+    run_id: str | None
+    step: int
+    step_started_at: datetime | None
+    detail: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the action is still in progress (not promoted, rolled back, rejected or failed)."""
+        return self.state not in ("promoted", "rolled_back", "rejected", "failed")

@@ -35,6 +35,7 @@ __all__ = [
     "fl_client_rounds",
     "fl_rounds",
     "latest_metrics",
+    "loop_actions",
     "metadata",
     "metrics",
     "model_profiles",
@@ -348,4 +349,25 @@ monitor_windows = Table(
     Column("summary", _JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Index(None, "model_name", "version", "kind", "end_time"),
+)
+
+loop_actions = Table(
+    "loop_actions",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("policy", String(200), nullable=False),
+    Column("model_name", String(200), ForeignKey("registered_models.name"), nullable=False),
+    Column("trigger_kind", String(20), nullable=False),
+    Column("trigger_ref", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("champion_version", Integer, nullable=True),
+    Column("challenger_version", Integer, nullable=True),
+    Column("run_id", _ID, nullable=True),
+    Column("step", Integer, nullable=False),
+    Column("step_started_at", UtcDateTime, nullable=True),
+    Column("detail", _JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("policy", "trigger_ref"),
+    Index(None, "policy", "state"),
 )
