@@ -450,8 +450,11 @@ def _cell_starts(edges: _Floats, rows: int) -> tuple[npt.NDArray[np.intp] | None
     cells = _CELLS_PER_BIN * size
     low, high = float(edges[0]), float(edges[-1])
     width = (high - low) / cells
-    if width < 1e3 * np.spacing(max(abs(low), abs(high))):
-        return None, 0  # cells narrower than the float spacing would not be ordered
+    if width < 1e3 * np.spacing(max(abs(low), abs(high))) or not math.isfinite(
+        cells / (high - low)
+    ):
+        return None, 0  # cells narrower than the float spacing would not be ordered, or the
+        # span is so small (subnormal) that the grid's scale overflows
     below = np.searchsorted(edges, low + width * np.arange(-1, cells + 2), side="left")
     start = below[:-3]  # edges below the lower bound of the previous cell: never too many
     steps = int(max((below[3:] - start).max(), edges.size - start[-1]))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -110,6 +110,7 @@ def test_profile_like_counts_equal_searchsorted(
     picks=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=30),
     noise=st.lists(WITH_MISSING, max_size=30),
 )
+@example(edges=[0.0, 1.1125369292536007e-308], picks=[0], noise=[])  # a subnormal span
 def test_bin_counts_equal_searchsorted_on_edge_values(
     edges: list[float], picks: list[int], noise: list[float]
 ) -> None:
