@@ -19,17 +19,27 @@ from fedloop.core import FedloopConfig, FedloopError, InvalidInput
 from fedloop.monitoring import Monitor, WebhookSink
 from fedloop.serving import read_body
 
-__all__ = ["CONFIG_ENV", "app_from_environ", "create_monitor_app"]
+__all__ = [
+    "CONFIG_ENV",
+    "PROMETHEUS",
+    "app_from_environ",
+    "create_monitor_app",
+    "error_response",
+    "int_param",
+    "live",
+    "monitor_routes",
+]
 
 #: Environment variable through which ``fedloop monitor serve`` hands its resolved config to
 #: :func:`app_from_environ` (the shells do not import each other; uvicorn loads the app by name).
 CONFIG_ENV = "_FEDLOOP_MONITOR_CONFIG"
 
 _log = logging.getLogger("fedloop.api.monitor")
-_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _error(err: FedloopError) -> JSONResponse:
+def error_response(err: FedloopError) -> JSONResponse:
+    """Answer ``{"error": {code, message, field, hint}}`` with the error's HTTP status."""
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
 
 
@@ -47,7 +57,8 @@ def _window(w: Any) -> dict[str, Any]:
     }
 
 
-def _int_param(request: Request, name: str, default: int | None) -> int | None:
+def int_param(request: Request, name: str, default: int | None) -> int | None:
+    """Read a non-negative integer query parameter (InvalidInput naming it otherwise)."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
@@ -60,26 +71,13 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
     return int(raw)
 
 
-def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
-    """Return the ASGI app that receives the inference servers' payload logs.
+def monitor_routes(monitor: Monitor, *, max_body_bytes: int) -> list[Route]:
+    """Return the monitor's routes: ingest and checked windows (shared with the control plane).
 
-    Routes: ``POST /v1/monitor/ingest`` (a payload-log body; 200 with what was taken, 400
-    naming the bad field, 413 when too large), ``GET /v1/monitor/models/{name}/windows``
-    (``?kind=drift|performance&version=N&limit=N``), ``GET /metrics`` and
-    ``GET /health/live``. Ingest runs in a worker thread so a window check never blocks the
-    event loop; the monitor serialises its own state.
-
-    Parameters
-    ----------
-    monitor : Monitor
-        The monitor that owns the windows.
-    max_body_bytes : int, default 64 MiB
-        Largest ingest body taken.
-
-    Returns
-    -------
-    Starlette
-        The app; closing it flushes the monitor's open windows.
+    ``POST /v1/monitor/ingest`` takes a payload-log body (200 with what was taken, 400 naming
+    the bad field, 413 when too large) and runs in a worker thread, so a window check never
+    blocks the event loop; ``GET /v1/monitor/models/{name}/windows`` lists checked windows
+    (``?kind=drift|performance&version=N&limit=N``).
     """
 
     async def ingest(request: Request) -> Response:
@@ -87,10 +85,10 @@ def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 10
             body = await read_body(request, max_body_bytes, setting="monitoring.max_body_bytes")
             result = await run_in_threadpool(monitor.ingest, body)
         except FedloopError as err:
-            return _error(err)
+            return error_response(err)
         except Exception:  # never crash the ingest: log and answer 500 with a typed body
             _log.exception("ingest failed")
-            return _error(FedloopError("internal error; see the monitor log."))
+            return error_response(FedloopError("internal error; see the monitor log."))
         return JSONResponse(
             {
                 "rows": result.rows,
@@ -121,19 +119,46 @@ def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 10
             found = await run_in_threadpool(
                 monitor.ws.metadata.list_monitor_windows,
                 request.path_params["name"],
-                version=_int_param(request, "version", None),
+                version=int_param(request, "version", None),
                 kind=kind,
-                limit=_int_param(request, "limit", 100) or 100,
+                limit=int_param(request, "limit", 100) or 100,
             )
         except FedloopError as err:
-            return _error(err)
+            return error_response(err)
         return JSONResponse({"windows": [_window(w) for w in found]})
 
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(monitor.metrics.registry), media_type=_PROMETHEUS)
+    return [
+        Route("/v1/monitor/ingest", ingest, methods=["POST"]),
+        Route("/v1/monitor/models/{name}/windows", windows, methods=["GET"]),
+    ]
 
-    async def live(request: Request) -> Response:
-        return JSONResponse({"live": True})
+
+async def live(request: Request) -> Response:
+    """Answer the liveness probe."""
+    return JSONResponse({"live": True})
+
+
+def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
+    """Return the ASGI app that receives the inference servers' payload logs.
+
+    Routes: :func:`monitor_routes`, ``GET /metrics`` (the monitor's gauges) and
+    ``GET /health/live``.
+
+    Parameters
+    ----------
+    monitor : Monitor
+        The monitor that owns the windows.
+    max_body_bytes : int, default 64 MiB
+        Largest ingest body taken.
+
+    Returns
+    -------
+    Starlette
+        The app; closing it flushes the monitor's open windows.
+    """
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(monitor.metrics.registry), media_type=PROMETHEUS)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -144,8 +169,7 @@ def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 10
 
     return Starlette(
         routes=[
-            Route("/v1/monitor/ingest", ingest, methods=["POST"]),
-            Route("/v1/monitor/models/{name}/windows", windows, methods=["GET"]),
+            *monitor_routes(monitor, max_body_bytes=max_body_bytes),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),
         ],
