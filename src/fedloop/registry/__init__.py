@@ -1,4 +1,4 @@
-"""Model versions, aliases, lineage and packaging (weights + ONNX graph + input signature)."""
+"""Model versions, aliases, lineage, packaging (weights + ONNX + signature) and traffic splits."""
 
 from fedloop.registry.aliases import (
     CHALLENGER,
@@ -8,6 +8,13 @@ from fedloop.registry.aliases import (
     promote,
     resolve,
     rollback,
+)
+from fedloop.registry.deployments import (
+    CanarySpec,
+    TrafficSpec,
+    clear_traffic,
+    find_traffic,
+    set_traffic,
 )
 from fedloop.registry.lineage import Lineage, lineage
 from fedloop.registry.packaging import (
@@ -22,11 +29,15 @@ from fedloop.registry.versions import ModelRegistry
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "CanarySpec",
     "Lineage",
     "ModelPackage",
     "ModelRef",
     "ModelRegistry",
+    "TrafficSpec",
     "check_onnx",
+    "clear_traffic",
+    "find_traffic",
     "infer_signature",
     "lineage",
     "parse_ref",
@@ -34,5 +45,6 @@ __all__ = [
     "read_package",
     "resolve",
     "rollback",
+    "set_traffic",
     "write_package",
 ]

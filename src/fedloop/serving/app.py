@@ -240,19 +240,30 @@ class ServingState:
                     hint="Omit /versions/<v> to be routed, or GET /v2/models/<name> for versions.",
                 )
             return target
-        key = request.headers.get(deployment.sticky_header) if deployment.sticky_header else None
+        header = routes.sticky_header  # the snapshot's: a split and its key change together
+        key = request.headers.get(header) if header else None
         return deployment.pick(routes, key)
+
+    def route(self, request: Request) -> tuple[Deployment, Routes, Target]:
+        """Take the deployment's routing snapshot and choose the version that answers.
+
+        Raises
+        ------
+        NotFound
+            When the model, or the version asked for, is not served here.
+        """
+        deployment = self._deployment(request)
+        routes = deployment.routes
+        assert routes is not None  # _deployment checked it
+        return deployment, routes, self._target(request, deployment, routes)
 
     async def handle(
         self,
         request: Request,
+        target: Target,
         parse: Callable[[bytes, Target, Request], InferRequest],
-    ) -> tuple[Target, InferRequest, list[Any], str, Routes, Deployment]:
-        """Route, read, validate and run one request (errors propagate as FedloopError)."""
-        deployment = self._deployment(request)
-        routes = deployment.routes
-        assert routes is not None  # _deployment checked it
-        target = self._target(request, deployment, routes)
+    ) -> tuple[InferRequest, list[Any], str]:
+        """Read, validate and run one routed request (errors propagate as FedloopError)."""
         batcher = target.batcher
         batcher.pending += 1
         try:
@@ -262,7 +273,7 @@ class ServingState:
             batcher.pending -= 1
         outputs = await batcher.infer(parsed.feeds, parsed.rows)
         request_id = parsed.request_id or request.headers.get("x-request-id") or uuid.uuid4().hex
-        return target, parsed, outputs, request_id, routes, deployment
+        return parsed, outputs, request_id
 
     def after(
         self,
@@ -395,20 +406,29 @@ def _endpoints(state: ServingState) -> list[Route]:
         if model not in router.deployments:
             model = "_unknown"  # never a label value per name a caller typed (cardinality)
         oip = endpoint == "infer"
+        # Once routed, a failure counts against the version that was chosen, so that a failing
+        # canary shows in its own requests_total{version, status="5xx"} (the controller reads
+        # it), as does a body its signature refuses (422); a body that is no request at all (400,
+        # 413) is the caller's doing whatever the version, and stays off the versions' series.
+        version = ""
         try:
-            target, parsed, outputs, request_id, routes, deployment = await state.handle(
-                request, parse
-            )
+            deployment, routes, target = state.route(request)
+            version = target.runtime.version_text
+            parsed, outputs, request_id = await state.handle(request, target, parse)
             response = encode(target, parsed, outputs, request_id)
         except FedloopError as err:
+            if isinstance(err, (MalformedBody, BodyTooLarge)):
+                version = ""
             state.finish(
-                request, endpoint, started, err.http_status, model=model, version="", error=err
+                request, endpoint, started, err.http_status, model=model, version=version, error=err
             )
             return _error(err, oip=oip)
         except Exception:  # a bug must not take the server down; the caller gets a 500 body
             _log.exception("internal error on %s", request.url.path)
             internal = FedloopError("internal error; see the server log.")
-            state.finish(request, endpoint, started, 500, model=model, version="", error=internal)
+            state.finish(
+                request, endpoint, started, 500, model=model, version=version, error=internal
+            )
             return _error(internal, oip=oip)
         state.after(deployment, routes, target, parsed, outputs, request_id)
         state.finish(

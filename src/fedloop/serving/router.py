@@ -1,4 +1,12 @@
-"""Deployments: which version answers (champion, weighted canary, sticky keys), shadows, alias swaps."""
+"""Deployments: which version answers (champion, weighted canary, sticky keys), shadows, alias swaps.
+
+Where a served model's split comes from: a traffic spec in the store
+(:func:`fedloop.registry.set_traffic`, the deployments table) replaces the configuration's canary
+and shadow of that model as a whole, from start-up and whenever the watcher sees it change; a
+cleared spec (no canary, no shadow) or no record at all gives the configuration's split
+(``[serving.canary.NAME]``, ``[serving.shadow]``, ``--canary``/``--shadow``) back. The primary
+reference (``serving.models``) never comes from the store: promotion moves its alias.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,10 @@ import random
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from fedloop.core import FedloopError, NotFound, ServingConfig
-from fedloop.registry import ModelRef, ModelRegistry, parse_ref
+from fedloop.registry import ModelRef, ModelRegistry, TrafficSpec, find_traffic, parse_ref
 from fedloop.serving.batching import AdaptiveBatcher
 from fedloop.serving.metrics import ServingMetrics
 from fedloop.serving.runtime import ModelRuntime, load_runtime
@@ -19,6 +29,38 @@ from fedloop.store import ModelVersion
 __all__ = ["Deployment", "Router", "Routes", "Target"]
 
 _log = logging.getLogger("fedloop.serving.router")
+
+_CONFIG = "config"
+_STORE = "store"
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """Where the non-primary traffic of a deployment goes, by reference, and who said so."""
+
+    canary: ModelRef | None = None
+    fraction: float = 0.0
+    sticky_header: str | None = None
+    shadow: ModelRef | None = None
+    source: str = _CONFIG
+
+    def routing(self) -> tuple[ModelRef | None, float, str | None, ModelRef | None]:
+        """Return what routing depends on (not where it came from)."""
+        return self.canary, self.fraction, self.sticky_header, self.shadow
+
+
+def _split_for(configured: _Split, spec: TrafficSpec | None) -> _Split:
+    """Return the split a traffic spec asks for: ``configured`` when it is None or cleared."""
+    if spec is None or spec.cleared:
+        return configured
+    canary = spec.canary
+    return _Split(
+        canary=parse_ref(canary.ref) if canary else None,
+        fraction=canary.fraction if canary else 0.0,
+        sticky_header=canary.sticky_header.lower() if canary and canary.sticky_header else None,
+        shadow=parse_ref(spec.shadow) if spec.shadow else None,
+        source=_STORE,
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -45,6 +87,8 @@ class Routes:
         The version that gets a copy of every request (answer logged, never returned).
     shadow_compatible : bool
         True when the shadow takes the same inputs as the primary and canary.
+    sticky_header : str or None
+        Lower-case header whose value pins a caller to one side of the split.
     """
 
     primary: Target
@@ -52,6 +96,7 @@ class Routes:
     fraction: float = 0.0
     shadow: Target | None = None
     shadow_compatible: bool = False
+    sticky_header: str | None = None
 
     def targets(self) -> list[tuple[str, Target]]:
         """Return (role, target) for every role that is set."""
@@ -69,6 +114,9 @@ def _inputs_key(runtime: ModelRuntime) -> tuple[tuple[str, str, tuple[int | None
 
 class Deployment:
     """One served model name: its references and the current :class:`Routes`.
+
+    The constructor's canary and shadow are the configuration's split; a traffic spec in the
+    store replaces them while it is set (see the module docstring).
 
     Parameters
     ----------
@@ -98,20 +146,49 @@ class Deployment:
     ) -> None:
         self.name = name
         self.primary_ref = primary
-        self.canary_ref = canary
-        self.fraction = fraction
-        self.sticky_header = sticky_header.lower() if sticky_header else None
-        self.shadow_ref = shadow
+        self.configured = _Split(
+            canary=canary,
+            fraction=fraction,
+            sticky_header=sticky_header.lower() if sticky_header else None,
+            shadow=shadow,
+        )
+        self.split = self.configured
         self.routes: Routes | None = None
         self._salt = name.encode()
 
-    def refs(self) -> list[tuple[str, ModelRef]]:
-        """Return (role, reference) for every role configured."""
+    @property
+    def canary_ref(self) -> ModelRef | None:
+        """Reference of the canary version now in effect, or None."""
+        return self.split.canary
+
+    @property
+    def fraction(self) -> float:
+        """Canary share of the traffic now in effect."""
+        return self.split.fraction
+
+    @property
+    def sticky_header(self) -> str | None:
+        """Lower-case sticky header now in effect, or None."""
+        return self.split.sticky_header
+
+    @property
+    def shadow_ref(self) -> ModelRef | None:
+        """Reference of the shadow version now in effect, or None."""
+        return self.split.shadow
+
+    @property
+    def split_source(self) -> str:
+        """Where the split in effect comes from: ``"config"`` or ``"store"`` (a traffic spec)."""
+        return self.split.source
+
+    def refs(self, split: _Split | None = None) -> list[tuple[str, ModelRef]]:
+        """Return (role, reference) for every role of ``split`` (default: the one in effect)."""
+        split = self.split if split is None else split
         out = [("primary", self.primary_ref)]
-        if self.canary_ref is not None:
-            out.append(("canary", self.canary_ref))
-        if self.shadow_ref is not None:
-            out.append(("shadow", self.shadow_ref))
+        if split.canary is not None:
+            out.append(("canary", split.canary))
+        if split.shadow is not None:
+            out.append(("shadow", split.shadow))
         return out
 
     def pick(self, routes: Routes, key: str | None) -> Target:
@@ -127,7 +204,7 @@ class Deployment:
         Returns
         -------
         Target
-            Where the request goes.
+            Where the request goes (always the canary at fraction 1).
         """
         if routes.canary is None or routes.fraction <= 0.0:
             return routes.primary
@@ -150,16 +227,21 @@ class Deployment:
 
 
 class Router:
-    """All deployments of a server, loaded from the registry and kept in step with its aliases.
+    """All deployments of a server, loaded from the registry and kept in step with the store.
+
+    The watcher follows both alias moves and traffic specs (:func:`fedloop.registry.set_traffic`);
+    a spec in the store overrides the configured canary and shadow of its model as a whole, a
+    cleared one (or none) leaves the configured split in effect.
 
     Parameters
     ----------
     registry : ModelRegistry
-        Where versions are resolved and graphs read.
+        Where versions are resolved, graphs read and traffic specs found.
     config : ServingConfig
         Models, canaries, shadows, batching and threads.
     metrics : ServingMetrics
-        Batch, swap and loaded-version metrics.
+        Batch, swap and loaded-version metrics; the router adds
+        ``fedloop_serving_traffic_changes_total`` {model} to its registry.
     executor : Executor
         Threads for large batches.
 
@@ -202,6 +284,12 @@ class Router:
                         field=f"serving.{section}.{name}",
                         hint=f"Add {name}@champion to serving.models (or --model).",
                     )
+        self.traffic_changes = Counter(
+            "fedloop_serving_traffic_changes",
+            "Times a served model's desired split (canary, shadow) changed and took effect.",
+            ["model"],
+            registry=metrics.registry,
+        )
         self._targets: dict[str, Target] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -243,10 +331,16 @@ class Router:
         self._targets[str(version.id)] = target
         return target
 
-    def _resolve(self, deployment: Deployment) -> dict[str, ModelVersion]:
-        return {role: self.registry.get(ref) for role, ref in deployment.refs()}
+    def _resolve(self, deployment: Deployment, split: _Split) -> dict[str, ModelVersion]:
+        return {role: self.registry.get(ref) for role, ref in deployment.refs(split)}
 
-    def _build(self, deployment: Deployment, versions: dict[str, ModelVersion]) -> Routes:
+    def _plan(self, deployment: Deployment) -> tuple[_Split, dict[str, ModelVersion]]:
+        """Read the deployment's traffic spec and resolve the split it asks for (blocking)."""
+        spec = find_traffic(self.registry.metadata, deployment.name)
+        split = _split_for(deployment.configured, spec)
+        return split, self._resolve(deployment, split)
+
+    def _build(self, split: _Split, versions: dict[str, ModelVersion]) -> Routes:
         primary = self._target(versions["primary"])
         canary = self._target(versions["canary"]) if "canary" in versions else None
         shadow = self._target(versions["shadow"]) if "shadow" in versions else None
@@ -258,52 +352,86 @@ class Router:
         return Routes(
             primary=primary,
             canary=canary,
-            fraction=deployment.fraction,
+            fraction=split.fraction,
             shadow=shadow,
             shadow_compatible=compatible,
+            sticky_header=split.sticky_header,
         )
 
-    def _install(self, deployment: Deployment, routes: Routes) -> None:
-        old = deployment.routes
+    def _install(self, deployment: Deployment, split: _Split, routes: Routes) -> None:
+        old, old_split = deployment.routes, deployment.split
+        deployment.split = split
         deployment.routes = routes  # the swap: one reference assignment
-        for role, target in routes.targets():
-            self.metrics.loaded.labels(deployment.name, target.runtime.version_text, role).set(1)
+        name = deployment.name
+        now = {(t.runtime.version_text, role) for role, t in routes.targets()}
+        for version, role in now:
+            self.metrics.loaded.labels(name, version, role).set(1)
         if old is None:
             return
-        self.metrics.swaps.labels(deployment.name).inc()
-        kept = {(role, id(target)) for role, target in routes.targets()}
         for role, target in old.targets():
-            if (role, id(target)) not in kept:
-                self.metrics.loaded.labels(deployment.name, target.runtime.version_text, role).set(
-                    0
-                )
+            if (target.runtime.version_text, role) not in now:
+                self.metrics.loaded.labels(name, target.runtime.version_text, role).set(0)
+        if split.routing() != old_split.routing():
+            self.traffic_changes.labels(name).inc()
+        # An alias move: a role kept its reference but now resolves to another version.
+        before = {role: t.runtime.version_id for role, t in old.targets()}
+        old_refs, new_refs = dict(deployment.refs(old_split)), dict(deployment.refs(split))
+        if any(
+            role in before
+            and old_refs.get(role) == new_refs[role]
+            and before[role] != target.runtime.version_id
+            for role, target in routes.targets()
+        ):
+            self.metrics.swaps.labels(name).inc()
 
     def load(self) -> None:
         """Resolve every reference and load every version (blocking; at start-up).
 
+        A traffic spec in the store that cannot be resolved is logged, and the configured split
+        serves until the spec is fixed.
+
         Raises
         ------
         NotFound
-            When a model, alias or version does not exist.
+            When a model, alias or version of the configuration does not exist.
         ArtifactMissing, ArtifactCorrupt, InvalidInput
             When a graph cannot be read or loaded.
+        StoreUnavailable
+            When the store cannot be read.
         """
         for deployment in self.deployments.values():
-            self._install(deployment, self._build(deployment, self._resolve(deployment)))
+            spec = find_traffic(self.registry.metadata, deployment.name)
+            split = _split_for(deployment.configured, spec)
+            try:
+                routes = self._build(split, self._resolve(deployment, split))
+            except FedloopError as err:
+                if split.source != _STORE:
+                    raise
+                _log.warning(
+                    "the traffic spec of %s cannot be served (%s); serving the configured split",
+                    deployment.name,
+                    err,
+                )
+                split = deployment.configured
+                routes = self._build(split, self._resolve(deployment, split))
+            self._install(deployment, split, routes)
 
-    # -- following aliases ---------------------------------------------------------------------
-    def _changed(self, deployment: Deployment, versions: dict[str, ModelVersion]) -> bool:
+    # -- following aliases and traffic specs ---------------------------------------------------
+    def _changed(
+        self, deployment: Deployment, split: _Split, versions: dict[str, ModelVersion]
+    ) -> bool:
         routes = deployment.routes
-        if routes is None:
+        if routes is None or split != deployment.split:
             return True
         current = {role: t.runtime.version_id for role, t in routes.targets()}
         return current != {role: str(v.id) for role, v in versions.items()}
 
     async def refresh(self) -> int:
-        """Ask the registry where every reference points; load and swap in what moved.
+        """Ask the store where every reference points and which split is wanted; swap in changes.
 
         New versions load in a thread beside the old ones, which keep serving; the swap is one
-        assignment, and a replaced version's batcher finishes its requests before it stops.
+        assignment, and a version no role uses any more finishes its requests before it stops.
+        A deployment that fails keeps its routes and does not hold up the others.
 
         Returns
         -------
@@ -313,23 +441,33 @@ class Router:
         Raises
         ------
         FedloopError
-            When the registry cannot be read or a new version cannot be loaded (nothing moves).
+            The first error met (the store cannot be read, a version cannot be loaded), after
+            the other deployments were refreshed; the failing deployment does not move.
         """
         swapped = 0
+        failed: FedloopError | None = None
         for deployment in self.deployments.values():
-            versions = await asyncio.to_thread(self._resolve, deployment)
-            if not self._changed(deployment, versions):
+            try:
+                split, versions = await asyncio.to_thread(self._plan, deployment)
+                if not self._changed(deployment, split, versions):
+                    continue
+                routes = await asyncio.to_thread(self._build, split, versions)
+            except FedloopError as err:
+                failed = failed or err
                 continue
-            routes = await asyncio.to_thread(self._build, deployment, versions)
-            self._install(deployment, routes)
+            self._install(deployment, split, routes)
             swapped += 1
             _log.info(
-                "%s now served by %s",
+                "%s now served by %s (%s split%s)",
                 deployment.name,
                 ", ".join(f"{r} v{t.runtime.version}" for r, t in routes.targets()),
+                split.source,
+                f", canary {routes.fraction:g}" if routes.canary is not None else "",
             )
         if swapped:
             self._retire()
+        if failed is not None:
+            raise failed
         return swapped
 
     def _retire(self) -> None:
@@ -353,9 +491,9 @@ class Router:
             try:
                 await self.refresh()
             except FedloopError as err:
-                _log.warning("alias refresh failed, still serving the loaded versions: %s", err)
+                _log.warning("refresh failed, still serving the loaded versions: %s", err)
             except Exception:  # keep serving whatever the store does
-                _log.exception("alias refresh failed, still serving the loaded versions")
+                _log.exception("refresh failed, still serving the loaded versions")
 
     async def close(self) -> None:
         """Stop every batcher."""
