@@ -5,27 +5,21 @@ from __future__ import annotations
 import typer
 
 from fedloop.cli._context import FORMAT_OPTION, OutputFormat, print_json, print_table, state
+from fedloop.core import flatten_config
 
 app = typer.Typer(
     help="Configuration (flag > FEDLOOP_* env > fedloop.toml > default).", no_args_is_help=True
 )
 
 
-def _flatten(tree: dict[str, object], prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 @app.command("show")
 def show(ctx: typer.Context, fmt: OutputFormat = FORMAT_OPTION) -> None:
-    """Print every effective config value and its source."""
+    """Print every effective config value and its source.
+
+    Lists of tables show one row per key of each entry: ``automation.policies[0].name``.
+    """
     resolved = state(ctx).resolved()
-    values = _flatten(resolved.config.model_dump(mode="json"))
+    values = flatten_config(resolved.config.model_dump(mode="json"))
     if fmt is OutputFormat.json:
         print_json(
             {

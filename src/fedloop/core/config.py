@@ -4,38 +4,65 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fedloop.core.automation_config import (
+    LOWER_IS_BETTER,
+    ActionPolicy,
+    AutomationConfig,
+    GatePolicy,
+    LiveMetric,
+    Policy,
+    RolloutPolicy,
+    TriggerPolicy,
+)
+from fedloop.core.config_sources import (
+    ENV_PREFIX,
+    Source,
+    TomlDocument,
+    config_error,
+    describe_source,
+    env_tree,
+    flag_tree,
+    flatten_config,
+    merge_layers,
+    source_of,
+)
 from fedloop.core.errors import ConfigError
+from fedloop.core.toml_lines import key_line
 
 __all__ = [
     "ENV_PREFIX",
+    "LOWER_IS_BETTER",
+    "ActionPolicy",
+    "AutomationConfig",
     "BatchingConfig",
     "CanaryConfig",
     "DriftConfig",
     "FederatedConfig",
     "FedloopConfig",
+    "GatePolicy",
+    "LiveMetric",
     "MonitoringConfig",
     "PayloadLogConfig",
+    "Policy",
     "ProjectConfig",
     "ResolvedConfig",
+    "RolloutPolicy",
     "ServingConfig",
     "StoreConfig",
     "StrategyConfig",
+    "TomlDocument",
     "TrackingConfig",
+    "TriggerPolicy",
+    "flatten_config",
     "parse_toml",
     "resolve",
 ]
-
-ENV_PREFIX = "FEDLOOP_"
-#: Environment variables that are documented aliases of a nested key.
-_ENV_ALIASES: dict[str, tuple[str, ...]] = {"FEDLOOP_STORE_URL": ("store", "url")}
-
-Source = Literal["default", "file", "env", "flag"]
 
 
 class _Section(BaseModel):
@@ -502,6 +529,7 @@ class FedloopConfig(_Section):
     strategy: StrategyConfig = StrategyConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    automation: AutomationConfig = AutomationConfig()
 
     def store_url(self, *, base: Path | None = None) -> str:
         """Return the metadata store URL, defaulting to SQLite in the project folder.
@@ -540,16 +568,76 @@ class FedloopConfig(_Section):
 
 
 class ResolvedConfig(BaseModel):
-    """A config plus, for every key, where its value came from."""
+    """A config plus, for every key, where its value came from.
+
+    The keys of ``sources`` are dotted paths as :func:`flatten_config` writes them
+    (``serving.port``, ``automation.policies[0].trigger.on_drift``). ``file_path`` and
+    ``file_text`` are the fedloop.toml read, when ``resolve`` got a :class:`TomlDocument`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     config: FedloopConfig
     sources: dict[str, Source]
+    file_path: str | None = None
+    file_text: str | None = Field(default=None, repr=False)
+
+    def source_of(self, path: Sequence[str | int]) -> Source:
+        """Return where the value at ``path`` came from (a table: its highest-precedence key).
+
+        Parameters
+        ----------
+        path : sequence of str or int
+            Names and list indices, e.g. ``("automation", "policies", 0, "action")``.
+
+        Returns
+        -------
+        {"default", "file", "env", "flag"}
+            The source.
+        """
+        return source_of(path, self.sources)
+
+    def line_of(self, path: Sequence[str | int]) -> int | None:
+        """Return the line of fedloop.toml that sets ``path`` (or the table that holds it).
+
+        Parameters
+        ----------
+        path : sequence of str or int
+            Names and list indices.
+
+        Returns
+        -------
+        int or None
+            The 1-based line; None when no file was read or the value did not come from it.
+        """
+        if self.file_text is None or self.source_of(path) != "file":
+            return None
+        return key_line(self.file_text, path)
+
+    def where(self, path: Sequence[str | int]) -> str:
+        """Return where the value at ``path`` was set, worded for messages.
+
+        Parameters
+        ----------
+        path : sequence of str or int
+            Names and list indices.
+
+        Returns
+        -------
+        str
+            ``"in fedloop.toml line 14"``, ``"in the environment (FEDLOOP_SERVING__PORT)"``,
+            ``"on the command line"`` or ``"by default"``.
+        """
+        return describe_source(
+            self.source_of(path),
+            tuple(path),
+            file_path=self.file_path or "fedloop.toml",
+            file_text=self.file_text,
+        )
 
 
-def parse_toml(text: str, *, path: str = "fedloop.toml") -> dict[str, Any]:
-    """Parse a fedloop.toml text into plain mappings.
+def parse_toml(text: str, *, path: str = "fedloop.toml") -> TomlDocument:
+    """Parse a fedloop.toml text into nested mappings that remember the text.
 
     Parameters
     ----------
@@ -560,8 +648,8 @@ def parse_toml(text: str, *, path: str = "fedloop.toml") -> dict[str, Any]:
 
     Returns
     -------
-    dict
-        The parsed document.
+    TomlDocument
+        The parsed document (a dict), with ``text`` and ``path``.
 
     Raises
     ------
@@ -569,7 +657,7 @@ def parse_toml(text: str, *, path: str = "fedloop.toml") -> dict[str, Any]:
         With the line and column of a syntax error.
     """
     try:
-        return tomllib.loads(text)
+        return TomlDocument(tomllib.loads(text), text=text, path=path)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(
             f"{path} is not valid TOML: {err}.",
@@ -578,74 +666,21 @@ def parse_toml(text: str, *, path: str = "fedloop.toml") -> dict[str, Any]:
         ) from err
 
 
-def _set(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(
-                f"`{'.'.join(keys)}` conflicts with the scalar `{key}`.", field=".".join(keys)
-            )
-        node = child
-    node[keys[-1]] = value
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-def _env_tree(environ: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    # Aliases first, so that the canonical FEDLOOP_<SECTION>__<KEY> wins whatever the order.
-    for name, keys in _ENV_ALIASES.items():
-        if name in environ:
-            _set(tree, keys, environ[name])
-    for name, value in environ.items():
-        if name in _ENV_ALIASES:
-            continue
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
-            continue
-        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-        if any(not k for k in keys):
-            raise ConfigError(
-                f"environment variable {name} is malformed.",
-                field=name,
-                hint="Use FEDLOOP_<SECTION>__<KEY>, e.g. FEDLOOP_STORE__URL.",
-            )
-        _set(tree, keys, value)
-    return tree
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def resolve(
     file_values: Mapping[str, Any],
     environ: Mapping[str, str],
     overrides: Mapping[str, Any],
 ) -> ResolvedConfig:
-    """Build the effective config from its three sources; a pure function.
+    r"""Build the effective config from its three sources; a pure function.
 
     Parameters
     ----------
     file_values : Mapping
-        The parsed fedloop.toml (nested sections).
+        The parsed fedloop.toml (nested sections). When it is the :class:`TomlDocument` that
+        :func:`parse_toml` returns, errors name the file and line of a refused value.
     environ : Mapping[str, str]
         Environment variables; only ``FEDLOOP_<SECTION>__<KEY>`` (and ``FEDLOOP_STORE_URL``) count.
+        An index addresses an item of a list of tables: ``FEDLOOP_AUTOMATION__POLICIES__0__ENABLED``.
     overrides : Mapping
         Command-line values as dotted keys (``{"store.url": "..."}``); ``None`` values are ignored.
 
@@ -657,51 +692,30 @@ def resolve(
     Raises
     ------
     ConfigError
-        Naming the offending key, its source and what is allowed.
+        Naming the offending key, its source (with the line, for fedloop.toml) and what is allowed.
+
+    Examples
+    --------
+    >>> doc = parse_toml("[serving]\nport = 9000\n")
+    >>> resolve(doc, {"FEDLOOP_SERVING__WORKERS": "2"}, {}).config.serving.workers
+    2
     """
-    flag_tree: dict[str, Any] = {}
-    for dotted, value in overrides.items():
-        if value is not None:
-            _set(flag_tree, tuple(dotted.split(".")), value)
-    env_tree = _env_tree(environ)
     layers: list[tuple[Source, Mapping[str, Any]]] = [
         ("file", file_values),
-        ("env", env_tree),
-        ("flag", flag_tree),
+        ("env", env_tree(environ)),
+        ("flag", flag_tree(overrides)),
     ]
-    merged: dict[str, Any] = {}
-    sources: dict[str, Source] = {}
-    for layer_source, layer in layers:
-        merged = _merge(merged, layer)
-        for key in _flatten(layer):
-            sources[key] = layer_source
+    merged, sources = merge_layers(layers)
+    document = file_values if isinstance(file_values, TomlDocument) else None
     try:
         config = FedloopConfig.model_validate(merged)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        nested: list[Source] = [src for k, src in sources.items() if k.startswith(key + ".")]
-        source: Source = sources.get(key, nested[-1] if nested else "file")
-        env_name = f"{ENV_PREFIX}{key.upper().replace('.', '__')}"
-        where = {
-            "file": "in fedloop.toml",
-            "env": f"in the environment ({env_name})",
-            "flag": "on the command line",
-        }[source]
-        got = first.get("input")
-        section, _, leaf = key.partition(".")
-        fix = {
-            "file": f"Fix it under [{section}] in fedloop.toml"
-            + (f" (key `{leaf}`)" if leaf else ""),
-            "env": f"Fix or unset the environment variable {env_name}",
-            "flag": "Fix the command-line option",
-        }[source]
-        raise ConfigError(
-            f"`{key}` {where}: {first['msg']}; got {got!r}.",
-            field=key,
-            value=got,
-            hint=fix + f"; see `fedloop config show` for the [{section}] settings.",
-        ) from err
-    for key in _flatten(config.model_dump()):
+        raise config_error(err, sources=sources, merged=merged, document=document) from err
+    for key in flatten_config(config.model_dump()):
         sources.setdefault(key, "default")
-    return ResolvedConfig(config=config, sources=sources)
+    return ResolvedConfig(
+        config=config,
+        sources=sources,
+        file_path=document.path if document is not None else None,
+        file_text=document.text if document is not None else None,
+    )
