@@ -1,3 +1,64 @@
-"""Policies and the controller that reconciles desired and actual state (issue 6)."""
+"""Policies and the controller that reconciles desired and actual state (issue 6).
 
-__all__: list[str] = []
+The policy helpers are light (config only); the controller, which opens the registry and the
+store, is imported on first use.
+"""
+
+from __future__ import annotations
+
+import typing as _typing
+
+from fedloop.automation.policies import (
+    TriggerKind,
+    check_trainer_path,
+    find_policy,
+    get_policy,
+    improvement,
+    load_policies,
+    trainer_callable,
+    trigger_kinds,
+)
+from fedloop.core import lazy_exports as _lazy_exports
+
+__all__ = [
+    "Controller",
+    "Decision",
+    "Trainer",
+    "TrainingRequest",
+    "TrainingResult",
+    "TriggerKind",
+    "check_trainer_path",
+    "find_policy",
+    "get_policy",
+    "improvement",
+    "load_policies",
+    "trainer_callable",
+    "trigger_kinds",
+    "trigger_policy",
+]
+
+if _typing.TYPE_CHECKING:
+    from fedloop.automation.controller import (
+        Controller,
+        Decision,
+        Trainer,
+        TrainingRequest,
+        TrainingResult,
+        trigger_policy,
+    )
+
+_CONTROLLER = "fedloop.automation.controller"
+__getattr__ = _lazy_exports(
+    __name__,
+    {
+        name: _CONTROLLER
+        for name in (
+            "Controller",
+            "Decision",
+            "Trainer",
+            "TrainingRequest",
+            "TrainingResult",
+            "trigger_policy",
+        )
+    },
+)

@@ -16,11 +16,13 @@ from fedloop.cli import (  # noqa: F401 - federated_net adds `federated serve|cl
     config,
     federated,
     federated_net,
+    loop,
     models,
     monitor,
     runs,
     serve,
     store,
+    up,
 )
 from fedloop.cli._context import state, stderr
 from fedloop.core import FedloopError
@@ -39,7 +41,9 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(store.app, name="store")
 app.add_typer(config.app, name="config")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(loop.app, name="loop")
 app.command("serve")(serve.serve)
+app.command("up")(up.up)
 
 #: Scenario flows, imported by name only when run (the scenarios layer sits above the CLI).
 SCENARIOS = {"quickstart": "fedloop.scenarios.fraud.quickstart:run"}
