@@ -107,7 +107,11 @@ class _ServeKeeper:
                         announced = True
                     self._stop.wait(2.0)
                     continue
-                self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL)
+                # Its own session: a terminal's Ctrl-C reaches `fedloop up` only, which then
+                # stops the server in order (no restart race, no orphan).
+                self.proc = subprocess.Popen(
+                    self._argv(), stdin=subprocess.DEVNULL, start_new_session=True
+                )
                 stderr.print(f"fedloop up: inference server at {self.url} (pid {self.proc.pid})")
             self._stop.wait(1.0)
 
