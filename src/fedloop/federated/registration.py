@@ -40,6 +40,7 @@ def register_federated_model(
     datasets: Sequence[tuple[DatasetId, str]] = (),
     description: str = "",
     profile: DataProfile | None = None,
+    parent_version: int | None = None,
     actor: str = "coordinator",
 ) -> ModelVersion:
     """Register the final model of a federated run; the model's first version becomes champion.
@@ -73,6 +74,8 @@ def register_federated_model(
     profile : DataProfile or None
         The reference profile merged from the clients' summaries
         (:func:`fedloop.federated.profiling.collect_profile`), attached as ``federated``.
+    parent_version : int or None
+        The version this one was warm-started from (lineage).
     actor : str, default "coordinator"
         Who registers and promotes (audit).
 
@@ -111,6 +114,7 @@ def register_federated_model(
         run_id=run_id,
         datasets=datasets,
         contributors=_contributors(ws.metadata, run_id),
+        parent_version=parent_version,
         description=description,
         actor=actor,
     )

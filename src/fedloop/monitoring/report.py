@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fedloop.learn import DataProfile, NumericSummary
-from fedloop.store import MonitorWindow
+from fedloop.store import AuditEvent, MonitorWindow
 
 __all__ = ["ReportSummary", "render_report"]
 
@@ -185,6 +185,43 @@ def _findings_table(latest: MonitorWindow) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _traffic_split(events: Sequence[AuditEvent]) -> str:
+    import plotly.graph_objects as go
+
+    times, shares, labels = [], [], []
+    for e in events:
+        if e.kind != "deployment.changed":
+            continue
+        canary = (e.payload.get("spec") or {}).get("canary")
+        times.append(e.at)
+        shares.append(100.0 * float(canary["fraction"]) if canary else 0.0)
+        labels.append(canary["ref"] if canary else "champion only")
+    if not times:
+        return ""
+    fig = go.Figure(
+        go.Scatter(x=times, y=shares, mode="lines+markers", line={"shape": "hv"}, text=labels)
+    )
+    fig.update_layout(title="Canary share of traffic (%)", height=300, yaxis={"range": [0, 105]})
+    return _figure_html(fig)
+
+
+def _timeline_table(events: Sequence[AuditEvent]) -> str:
+    rows = []
+    for e in events:
+        p = e.payload
+        what = p.get("reason") or p.get("state") or ""
+        if e.kind == "monitor.drift_detected":
+            what = "drift in " + ", ".join(f["column"] for f in p.get("findings", [])[:8])
+        elif e.kind == "model.alias_moved":
+            what = f"{p.get('from_version')} -> {p.get('to_version')} ({p.get('reason', '')})"
+        rows.append(
+            f"<tr><td>{e.at:%H:%M:%S}</td><td>{html.escape(e.kind)}</td>"
+            f"<td>{html.escape(e.subject)}</td><td>{html.escape(str(what))}</td></tr>"
+        )
+    head = "<tr><th>time (UTC)</th><th>event</th><th>subject</th><th>why</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def render_report(
     model: str,
     windows: Sequence[MonitorWindow],
@@ -193,6 +230,7 @@ def render_report(
     generated_at: datetime,
     plotlyjs: Literal["inline", "cdn"] = "inline",
     max_histograms: int = 30,
+    timeline: Sequence[AuditEvent] = (),
 ) -> tuple[str, ReportSummary]:
     """Render the monitor's findings for one model as a self-contained HTML page.
 
@@ -210,6 +248,9 @@ def render_report(
         Embed plotly.js (works offline, ~4.8 MB) or load it from the plotly CDN.
     max_histograms : int, default 30
         Per-column histograms drawn (flagged columns first).
+    timeline : sequence of AuditEvent
+        Decisions to show (drift detections, the closed loop's actions, alias moves and
+        traffic-split changes): a table, and the canary's share of traffic over time.
 
     Returns
     -------
@@ -254,6 +295,12 @@ def render_report(
         body += ["<h2>Over time</h2>", _timeline(drift, perf)]
     if drift:
         body += ["<h2>Drift per column</h2>", _heatmap(drift)]
+    if timeline:
+        body += [
+            "<h2>Decisions and traffic split</h2>",
+            _traffic_split(timeline),
+            _timeline_table(timeline),
+        ]
     if latest is not None:
         verdict_cls = "drift" if latest.verdict == "drift" else "ok"
         body += [
