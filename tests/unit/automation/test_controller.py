@@ -242,3 +242,78 @@ def test_manual_trigger_starts_an_action_once(workspace: Workspace) -> None:
         controller.trigger_manually("retrain-on-drift", reason="again", actor="test")
     with pytest.raises(NotFound):
         controller.trigger_manually("nope", reason="", actor="test")
+
+
+def test_a_slow_canary_is_rolled_back(workspace: Workspace) -> None:
+    """A canary whose p99 exceeds max_p99_ms is rolled back, naming the latency."""
+    # Arrange
+    counter = {"n": 0.0}
+
+    def stats(url: str) -> ServingStats:
+        counter["n"] += 100.0
+        n = counter["n"]
+        slow = VersionTraffic(requests=n, buckets=((0.1, 0.0), (2.0, n), (float("inf"), n)))
+        return ServingStats({(MODEL, "2"): slow})
+
+    controller = Controller(
+        workspace,
+        _automation(max_p99_ms=500.0, step_min_requests=50),
+        serving_url="http://127.0.0.1:9",
+        stats_reader=stats,
+        trainers={"retrain-on-drift": RecordingTrainer()},
+    )
+    _drift(workspace)
+
+    # Act
+    _run_until(controller, "rolled_back")
+
+    # Assert
+    reason = workspace.metadata.list_events(kind="automation.rolled_back")[-1].payload["reason"]
+    assert "p99" in reason
+    assert "> 500 ms" in reason
+
+
+def test_the_shadow_gate_compares_both_versions_on_labelled_traffic(workspace: Workspace) -> None:
+    """With shadow_labels, traffic is mirrored to the challenger; better live AUC passes the gate."""
+    # Arrange
+    from _payloads import body
+
+    policy = _automation().policies[0]
+    gate = policy.gate.model_copy(update={"holdout": False, "shadow_labels": 200})
+    automation = AutomationConfig(tick_s=0.05, policies=(policy.model_copy(update={"gate": gate}),))
+    controller = Controller(
+        workspace, automation, trainers={"retrain-on-drift": RecordingTrainer()}
+    )
+    _drift(workspace)
+    _run_until(controller, "gating")
+    controller.tick()  # starts mirroring
+    spec = find_traffic(workspace.metadata, MODEL)
+    assert spec is not None
+    assert spec.shadow == f"{MODEL}:2"
+    monitor = Monitor(
+        workspace, MonitoringConfig(window_rows=100_000, performance_window_labels=200)
+    )
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=200)
+    x = rng.normal(size=(200, NUM_FEATURES))
+    good = np.clip(y * 0.7 + rng.uniform(0, 0.3, 200), 0, 1)  # the challenger ranks well
+    poor = rng.uniform(size=200)  # the champion at random
+
+    # Act
+    now = time.time()
+    monitor.ingest(body(x, poor, version=1, start_id=10_000, time_s=now))
+    monitor.ingest(body(x, good, version=2, role="shadow", start_id=10_000, time_s=now))
+    monitor.ingest(
+        body(
+            np.empty((0, NUM_FEATURES)),
+            np.empty(0),
+            time_s=now,
+            labels=[(f"r{10_000 + i}", int(v)) for i, v in enumerate(y)],
+        )
+    )
+    states = _run_until(controller, "rolling_out")
+
+    # Assert
+    assert states[-1] == "rolling_out"
+    reason = workspace.metadata.list_events(kind="automation.rolling_out")[-1].payload["reason"]
+    assert "shadow auc on 200 labelled requests" in reason
