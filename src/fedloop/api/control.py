@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
 
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
@@ -27,7 +26,6 @@ from fedloop.api.monitor import (
 from fedloop.automation import Controller
 from fedloop.core import FedloopConfig, FedloopError, InvalidInput
 from fedloop.monitoring import Monitor, WebhookSink
-from fedloop.store import LoopAction
 
 __all__ = [
     "CONTROL_CONFIG_ENV",
@@ -43,23 +41,6 @@ _log = logging.getLogger("fedloop.api.control")
 #: each other).
 CONTROL_CONFIG_ENV = "_FEDLOOP_CONTROL_CONFIG"
 SERVING_URL_ENV = "_FEDLOOP_CONTROL_SERVING_URL"
-
-
-def _action(a: LoopAction) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "policy": a.policy,
-        "model": a.model_name,
-        "trigger": a.trigger_kind,
-        "trigger_ref": a.trigger_ref,
-        "state": a.state,
-        "champion_version": a.champion_version,
-        "challenger_version": a.challenger_version,
-        "step": a.step,
-        "detail": a.detail,
-        "created_at": a.created_at.isoformat(),
-        "updated_at": a.updated_at.isoformat(),
-    }
 
 
 def create_control_app(
@@ -106,7 +87,7 @@ def create_control_app(
             )
         except FedloopError as err:
             return error_response(err)
-        return JSONResponse({"actions": [_action(a) for a in found]})
+        return JSONResponse({"actions": [a.to_dict() for a in found]})
 
     async def trigger(request: Request) -> Response:
         try:
@@ -128,7 +109,7 @@ def create_control_app(
             )
         except FedloopError as err:
             return error_response(err)
-        return JSONResponse(_action(action), status_code=201)
+        return JSONResponse(action.to_dict(), status_code=201)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(monitor.metrics.registry), media_type=PROMETHEUS)

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
@@ -41,20 +40,6 @@ PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 def error_response(err: FedloopError) -> JSONResponse:
     """Answer ``{"error": {code, message, field, hint}}`` with the error's HTTP status."""
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
-
-
-def _window(w: Any) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "model": w.model_name,
-        "version": w.version,
-        "kind": w.kind,
-        "start_time": w.start_time.isoformat(),
-        "end_time": w.end_time.isoformat(),
-        "rows": w.rows,
-        "verdict": w.verdict,
-        "summary": w.summary,
-    }
 
 
 def int_param(request: Request, name: str, default: int | None) -> int | None:
@@ -125,7 +110,7 @@ def monitor_routes(monitor: Monitor, *, max_body_bytes: int) -> list[Route]:
             )
         except FedloopError as err:
             return error_response(err)
-        return JSONResponse({"windows": [_window(w) for w in found]})
+        return JSONResponse({"windows": [w.to_dict() for w in found]})
 
     return [
         Route("/v1/monitor/ingest", ingest, methods=["POST"]),

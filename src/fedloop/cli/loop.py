@@ -35,24 +35,7 @@ def list_actions(
         model_name=model, policy=policy, open_only=open_only, limit=limit
     )
     if fmt is OutputFormat.json:
-        print_json(
-            [
-                {
-                    "id": a.id,
-                    "policy": a.policy,
-                    "model": a.model_name,
-                    "trigger": a.trigger_kind,
-                    "trigger_ref": a.trigger_ref,
-                    "state": a.state,
-                    "champion_version": a.champion_version,
-                    "challenger_version": a.challenger_version,
-                    "step": a.step,
-                    "created_at": a.created_at.isoformat(),
-                    "updated_at": a.updated_at.isoformat(),
-                }
-                for a in found
-            ]
-        )
+        print_json([a.to_dict() for a in found])
         return
     rows = [
         [

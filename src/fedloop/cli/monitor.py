@@ -223,21 +223,7 @@ def windows(
     ws.metadata.list_model_versions(name)  # NotFound for an unknown model
     found = ws.metadata.list_monitor_windows(name, version=version, kind=kind, limit=limit)
     if fmt is OutputFormat.json:
-        print_json(
-            [
-                {
-                    "id": w.id,
-                    "version": w.version,
-                    "kind": w.kind,
-                    "start_time": w.start_time.isoformat(),
-                    "end_time": w.end_time.isoformat(),
-                    "rows": w.rows,
-                    "verdict": w.verdict,
-                    "summary": w.summary,
-                }
-                for w in found
-            ]
-        )
+        print_json([w.to_dict() for w in found])
         return
     rows = []
     for w in found:

@@ -238,6 +238,20 @@ class MonitorWindow:
     summary: dict[str, Any]
     created_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the window as JSON-ready data (the API's and the CLI's view)."""
+        return {
+            "id": self.id,
+            "model": self.model_name,
+            "version": self.version,
+            "kind": self.kind,
+            "start_time": self.start_time.isoformat(),
+            "end_time": self.end_time.isoformat(),
+            "rows": self.rows,
+            "verdict": self.verdict,
+            "summary": self.summary,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class LoopAction:
@@ -257,6 +271,23 @@ class LoopAction:
     detail: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the action as JSON-ready data (the API's and the CLI's view)."""
+        return {
+            "id": self.id,
+            "policy": self.policy,
+            "model": self.model_name,
+            "trigger": self.trigger_kind,
+            "trigger_ref": self.trigger_ref,
+            "state": self.state,
+            "champion_version": self.champion_version,
+            "challenger_version": self.challenger_version,
+            "step": self.step,
+            "detail": self.detail,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
 
     @property
     def is_open(self) -> bool:
