@@ -317,3 +317,43 @@ def test_the_shadow_gate_compares_both_versions_on_labelled_traffic(workspace: W
     assert states[-1] == "rolling_out"
     reason = workspace.metadata.list_events(kind="automation.rolling_out")[-1].payload["reason"]
     assert "shadow auc on 200 labelled requests" in reason
+
+
+def test_a_canary_with_a_worse_live_metric_is_rolled_back(workspace: Workspace) -> None:
+    """Labelled canary traffic scoring well below the champion rolls the canary back."""
+    # Arrange
+    from _payloads import body
+
+    controller = Controller(
+        workspace,
+        _automation(step_min_s=3600.0, max_metric_drop=0.05),
+        trainers={"retrain-on-drift": RecordingTrainer()},
+    )
+    _drift(workspace)
+    _run_until(controller, "rolling_out")
+    monitor = Monitor(
+        workspace, MonitoringConfig(window_rows=100_000, performance_window_labels=200)
+    )
+    rng = np.random.default_rng(4)
+    now = time.time()
+    for version, role, start in ((1, "primary", 20_000), (2, "canary", 30_000)):
+        y = rng.integers(0, 2, size=200)
+        x = rng.normal(size=(200, NUM_FEATURES))
+        scores = (
+            np.clip(y * 0.7 + rng.uniform(0, 0.3, 200), 0, 1)
+            if version == 1
+            else rng.uniform(size=200)
+        )
+        labels = [(f"r{start + i}", int(v)) for i, v in enumerate(y)]
+        monitor.ingest(body(x, scores, version=version, role=role, start_id=start, time_s=now))
+        monitor.ingest(body(np.empty((0, NUM_FEATURES)), np.empty(0), time_s=now, labels=labels))
+
+    # Act
+    _run_until(controller, "rolled_back")
+
+    # Assert
+    reason = workspace.metadata.list_events(kind="automation.rolled_back")[-1].payload["reason"]
+    assert "live auc" in reason
+    champion = workspace.metadata.find_alias(MODEL, CHAMPION)
+    assert champion is not None
+    assert champion.version == 1
