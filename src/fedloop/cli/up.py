@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import typer
 from rich.markup import escape
@@ -26,6 +27,24 @@ def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """Return a pre-exec hook that makes Linux SIGTERM the child when its parent dies.
+
+    Even a SIGKILLed ``fedloop up`` then leaves no orphan server. libc is loaded here, in the
+    parent, so the child (between fork and exec) only makes one C call: no import, no lock.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:  # pragma: no cover - runs in the child
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 def _models_exist(config: FedloopConfig) -> bool:
@@ -52,6 +71,7 @@ class _ServeKeeper:
         self.ingest_url = ingest_url
         self.url = f"http://{config.serving.host}:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._death_hook = _death_signal()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="fedloop-serve-keeper", daemon=True)
 
@@ -108,9 +128,13 @@ class _ServeKeeper:
                     self._stop.wait(2.0)
                     continue
                 # Its own session: a terminal's Ctrl-C reaches `fedloop up` only, which then
-                # stops the server in order (no restart race, no orphan).
+                # stops the server in order (no restart race); and it dies with `fedloop up`
+                # even when that is killed outright.
                 self.proc = subprocess.Popen(
-                    self._argv(), stdin=subprocess.DEVNULL, start_new_session=True
+                    self._argv(),
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=self._death_hook,
                 )
                 stderr.print(f"fedloop up: inference server at {self.url} (pid {self.proc.pid})")
             self._stop.wait(1.0)
