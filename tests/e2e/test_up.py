@@ -161,3 +161,94 @@ def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
             for e in ws.metadata.list_events(kind="automation.rolling_out")
         ]
     assert any("50% of traffic" in r for r in reasons)
+
+
+def _ready(http: httpx.Client, url: str) -> bool:
+    try:
+        return http.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str, str]:
+    proc = subprocess.Popen(
+        [str(FEDLOOP), "up", "--port", "0", "--serve-port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    control = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "control plane at")).group(0)  # type: ignore[union-attr]
+    serving = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "inference server at")).group(0)  # type: ignore[union-attr]
+    return proc, control, serving
+
+
+def test_up_killed_mid_rollout_continues_after_a_restart(tmp_path: Path) -> None:
+    """SIGKILL during the 50% step: the server dies with it; a new `fedloop up` promotes, no retraining."""
+    # Arrange
+    (tmp_path / "fedloop.toml").write_text(TOML.replace("step_min_s = 0.5", "step_min_s = 4.0"))
+    (tmp_path / "loop_trainer.py").write_text(TRAINER)
+    config = resolve({"project": {"dir": str(tmp_path / ".fedloop")}}, {}, {}).config
+    with open_workspace(config) as ws:
+        registry = ModelRegistry(ws.metadata, ws.artifacts, ws.project)
+        w = OrderedDict([("w", np.zeros((NUM_FEATURES, 1), dtype=np.float32))])
+        registry.register("fraud", weights=w, onnx_model=make_graph(1))
+        registry.promote("fraud", 1, alias=CHAMPION)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDLOOP_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    rows = np.random.default_rng(1).normal(size=(5, NUM_FEATURES)).tolist()
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        first, control, serving = _start(tmp_path, env)
+        procs.append(first)
+        with httpx.Client(timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while not _ready(http, f"{serving}/v2/health/ready"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            http.post(f"{control}/v1/loop/policies/nightly/trigger")
+            state = ""
+            while state != "rolling_out":
+                assert time.monotonic() < deadline, state
+                http.post(f"{serving}/v1/models/fraud:predict", json={"instances": rows})
+                state = http.get(f"{control}/v1/loop/actions").json()["actions"][-1]["state"]
+
+        # Act: kill the whole control plane outright, then start it again
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        gone = False
+        for _ in range(100):
+            try:
+                httpx.get(f"{serving}/v2/health/live", timeout=0.5)
+            except httpx.HTTPError:
+                gone = True
+                break
+            time.sleep(0.1)
+        second, control, serving = _start(tmp_path, env)
+        procs.append(second)
+        with httpx.Client(timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while state not in ("promoted", "rolled_back", "failed", "rejected"):
+                assert time.monotonic() < deadline, state
+                try:
+                    http.post(f"{serving}/v1/models/fraud:predict", json={"instances": rows})
+                    state = http.get(f"{control}/v1/loop/actions").json()["actions"][-1]["state"]
+                except httpx.HTTPError:  # both are still starting
+                    time.sleep(0.1)
+        second.send_signal(signal.SIGINT)
+        second.wait(30)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+    # Assert
+    assert gone  # the inference server did not outlive its killed parent
+    assert state == "promoted"
+    with open_workspace(config) as ws:
+        assert [mv.version for mv in ws.metadata.list_model_versions("fraud")] == [2, 1]
+        (action,) = ws.metadata.list_loop_actions()
+        assert action.challenger_version == 2
