@@ -103,6 +103,8 @@ class _Traffic:
         self.errors = 0
         self._stop = threading.Event()
         self._pending: list[tuple[float, str, int]] = []
+        #: (wall time, version that answered, score, label) of every answered request.
+        self.answered: list[tuple[float, str, float, int]] = []
         self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._send, daemon=True, name="demo-traffic"),
@@ -141,6 +143,10 @@ class _Traffic:
                     ok = False
                 self.sent += 1
                 if ok:
+                    doc = answer.json()
+                    self.answered.append(
+                        (time.time(), doc["model_version"], float(doc["predictions"][0]), int(y[i]))
+                    )
                     with self._lock:
                         self._pending.append(
                             (time.monotonic() + self.label_delay_s, rid, int(y[i]))
@@ -247,7 +253,7 @@ def _run(ws_dir: Path, *, quick: bool, report: Path, out: Console, started: floa
     rows = 20_000 if quick else 60_000
     params: dict[str, Any] = {"rows": rows, "hidden": [32, 16], "seed": 0, "world_seed": 0,
                               "backend": "local", "test_rows": 20_000}  # fmt: skip
-    first_rounds, retrain_rounds = (5, 10) if quick else (8, 20)
+    first_rounds, retrain_rounds = (5, 15) if quick else (8, 20)
     world = make_world(0)
     with open_workspace(config) as ws:
         out.rule("[bold]fedloop demo: card fraud across 5 banks")
@@ -360,7 +366,7 @@ def _live(
                 live.stop()
             out.print(f"   {live.sent} requests sent, {live.errors} failed.")
     monitor.close()
-    return _result(ws, shift_at, promoted_at, report)
+    return _result(ws, shift_at, promoted_at, report, live.answered)
 
 
 def _wait(out: Console, label: str, seconds: float) -> None:
@@ -421,8 +427,22 @@ def _narrate(event: Any) -> str:
     return ""
 
 
+def _pooled_auc(answered: list[tuple[float, str, float, int]], keep: Any) -> float | None:
+    """Return the ROC AUC over every answered request a phase keeps (labels pooled)."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = [(score, label) for t, v, score, label in answered if keep(t, v)]
+    if len({label for _, label in rows}) < 2:
+        return None
+    return float(roc_auc_score([label for _, label in rows], [score for score, _ in rows]))
+
+
 def _result(
-    ws: Workspace, shift_at: datetime, promoted_at: datetime | None, report: Path
+    ws: Workspace,
+    shift_at: datetime,
+    promoted_at: datetime | None,
+    report: Path,
+    answered: list[tuple[float, str, float, int]],
 ) -> DemoResult:
     windows = ws.metadata.list_monitor_windows(MODEL, limit=10_000)
     perf = [w for w in windows if w.kind == "performance"]
@@ -460,11 +480,17 @@ def _result(
         MODEL, windows, reference=reference, generated_at=datetime.now(UTC), timeline=events
     )
     report.write_text(page, encoding="utf-8")
+    shift_s = shift_at.timestamp()
+    promoted_s = promoted_at.timestamp() if promoted_at else float("inf")
+    new = str(new_version) if new_version else ""
+    pooled_before = _pooled_auc(answered, lambda t, v: v == "1" and t < shift_s)
+    pooled_during = _pooled_auc(answered, lambda t, v: v == "1" and shift_s <= t < promoted_s)
+    pooled_after = _pooled_auc(answered, lambda t, v: v == new and t >= promoted_s)
     return DemoResult(
         seconds=0.0,
-        auc_before=_mean(before),
-        auc_during=_mean(during),
-        auc_after=_mean(after),
+        auc_before=pooled_before if pooled_before is not None else _mean(before),
+        auc_during=pooled_during if pooled_during is not None else _mean(during),
+        auc_after=pooled_after if pooled_after is not None else _mean(after),
         auc_central=0.0,
         time_to_recover_s=(promoted_at - shift_at).total_seconds() if promoted_at else None,
         holdout_recovered=None,
@@ -484,9 +510,11 @@ def _summary(out: Console, r: DemoResult) -> None:
     table = Table(title="fedloop demo: summary", title_justify="left", header_style="bold")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("live AUC before the shift (v1, labelled traffic)", fmt(r.auc_before))
-    table.add_row("live AUC during the shift (v1 on new traffic)", fmt(r.auc_during))
-    table.add_row(f"live AUC after recovery (v{r.promoted_version or '-'})", fmt(r.auc_after))
+    table.add_row("live AUC before the shift (v1, all labelled requests)", fmt(r.auc_before))
+    table.add_row("live AUC during the shift (v1 on the new traffic)", fmt(r.auc_during))
+    table.add_row(
+        f"live AUC after recovery (v{r.promoted_version or '-'} at 100%)", fmt(r.auc_after)
+    )
     table.add_row(
         f"held-out post-shift AUC, recovered v{r.promoted_version or '-'} ({_TEST_ROWS:,} rows)",
         fmt(r.holdout_recovered),
