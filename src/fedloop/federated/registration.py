@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from fedloop.core import DatasetId, Parameters, RunId, Signature
+from fedloop.core import DatasetId, Parameters, RunId, Signature, decode_parameters
+from fedloop.federated.privacy import privacy_record
 from fedloop.learn import DataProfile
 from fedloop.registry import CHAMPION, ModelRegistry
 from fedloop.store import Contributor, ModelVersion, SqlMetadataStore, Workspace
 
 __all__ = ["register_federated_model"]
+
+#: Strategies whose checkpointed state holds a differential-privacy ledger.
+_DP_STRATEGIES = frozenset({"dpfedavg"})
 
 
 def _contributors(metadata: SqlMetadataStore, run_id: RunId) -> list[Contributor]:
@@ -25,6 +30,21 @@ def _contributors(metadata: SqlMetadataStore, run_id: RunId) -> list[Contributor
         Contributor(contributor=c, kind="client", rounds=tuple(r), num_examples=examples[c])
         for c, r in sorted(rounds.items())
     ]
+
+
+def _privacy(ws: Workspace, run_id: RunId) -> dict[str, Any] | None:
+    """Return the privacy cost of a DP run (from its last checkpointed ledger), else None."""
+    params = ws.metadata.get_run(run_id).params
+    if params.get("strategy") not in _DP_STRATEGIES:
+        return None
+    last = ws.metadata.latest_fl_round(run_id)
+    if last is None or not last.state_digest:
+        return None
+    state = decode_parameters(ws.artifacts.get_bytes(last.state_digest))
+    strategy_params = {
+        k.removeprefix("strategy."): v for k, v in params.items() if k.startswith("strategy.")
+    }
+    return privacy_record(strategy_params, state)
 
 
 def register_federated_model(
@@ -48,6 +68,10 @@ def register_federated_model(
     Every client that had a result accepted in some round is recorded as a contributor, with
     those rounds and the most examples it trained on in one round (from the run's client-round
     rows, so a client that dropped out still gets credit for the rounds it did contribute to).
+    A run trained with differential privacy (strategy ``dpfedavg``) records its cost as the
+    version's ``privacy`` (``mechanism``, ``epsilon`` at ``delta``, ``noise_multiplier``,
+    ``clip_norm``, ``rounds``, ``accountant``…), read from the ledger checkpointed with the
+    run's last round, so lineage shows it.
 
     Parameters
     ----------
@@ -114,6 +138,7 @@ def register_federated_model(
         run_id=run_id,
         datasets=datasets,
         contributors=_contributors(ws.metadata, run_id),
+        privacy=_privacy(ws, run_id),
         parent_version=parent_version,
         description=description,
         actor=actor,

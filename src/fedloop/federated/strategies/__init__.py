@@ -1,6 +1,7 @@
-"""Aggregation strategies behind one interface: FedAvg, FedProx, FedOpt, robust rules and FedBuff."""
+"""Aggregation strategies behind one interface: FedAvg, FedProx, FedOpt, robust rules, FedBuff, DP-FedAvg."""
 
 from fedloop.federated.strategies.base import ClientUpdate, Strategy, weighted_average
+from fedloop.federated.strategies.dpfedavg import DPFedAvg
 from fedloop.federated.strategies.factory import STRATEGIES, make_strategy
 from fedloop.federated.strategies.fedavg import FedAvg
 from fedloop.federated.strategies.fedbuff import FedBuff
@@ -12,6 +13,7 @@ __all__ = [
     "STRATEGIES",
     "ClientUpdate",
     "CoordinateMedian",
+    "DPFedAvg",
     "FedAdagrad",
     "FedAdam",
     "FedAvg",

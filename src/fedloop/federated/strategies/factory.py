@@ -7,6 +7,7 @@ from typing import Any
 
 from fedloop.core import InvalidInput
 from fedloop.federated.strategies.base import Strategy
+from fedloop.federated.strategies.dpfedavg import DPFedAvg
 from fedloop.federated.strategies.fedavg import FedAvg
 from fedloop.federated.strategies.fedbuff import FedBuff
 from fedloop.federated.strategies.fedopt import FedAdagrad, FedAdam, FedYogi
@@ -29,6 +30,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         Krum,
         MultiKrum,
         FedBuff,
+        DPFedAvg,
     )
 }
 

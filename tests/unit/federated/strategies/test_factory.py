@@ -17,12 +17,13 @@ from fedloop.federated.strategies import (
 
 
 def test_registry_lists_every_strategy_by_name() -> None:
-    """STRATEGIES has the ten documented names, each the class's own name."""
+    """STRATEGIES has the eleven documented names, each the class's own name."""
     # Act
     names = sorted(STRATEGIES)
 
     # Assert
     assert names == [
+        "dpfedavg",
         "fedadagrad",
         "fedadam",
         "fedavg",
@@ -63,7 +64,7 @@ def test_make_strategy_refuses_unknown_names() -> None:
     """An unknown name is refused with the known names listed."""
     # Act / Assert
     with pytest.raises(
-        InvalidInput, match=r"one of fedadagrad, .*trimmed_mean; got 'fedsgd'"
+        InvalidInput, match=r"one of dpfedavg, fedadagrad, .*trimmed_mean; got 'fedsgd'"
     ) as info:
         make_strategy("fedsgd")
     assert info.value.field == "strategy.name"
