@@ -304,3 +304,22 @@ def test_dp_fraud_run_still_learns(ws: Workspace) -> None:
     mv = ws.metadata.get_model_version("fraud-fl", result["version"])
     assert mv.metrics["auc"] > 0.6
     assert mv.privacy["rounds"] == 3
+
+
+def test_round_metrics_carry_the_epsilon_spent() -> None:
+    """After each DP round the strategy reports dp_epsilon (growing) and the clip norm."""
+    # Arrange
+    from fedloop.federated.strategies import DPFedAvg
+
+    strategy = DPFedAvg(noise_multiplier=1.0, clip_norm=1.0, sampling_probability=0.1)
+
+    # Act
+    before = strategy.round_metrics()
+    strategy.accountant.spend(sampling_probability=0.1, noise_multiplier=1.0)
+    one = strategy.round_metrics()["dp_epsilon"]
+    strategy.accountant.spend(sampling_probability=0.1, noise_multiplier=1.0)
+    two = strategy.round_metrics()["dp_epsilon"]
+
+    # Assert
+    assert before == {"dp_clip_norm": 1.0}
+    assert 0 < one < two

@@ -429,7 +429,11 @@ class _Loop:
             params=self.params,
             evaluate_fn=self.owner.evaluate_fn,
             started=self.step_started,
-            extra={"staleness_mean": fmean(staleness), "staleness_max": float(max(staleness))},
+            extra={
+                "staleness_mean": fmean(staleness),
+                "staleness_max": float(max(staleness)),
+                **self.owner.strategy.round_metrics(),
+            },
         )
         by_client: dict[str, list[_Arrival]] = {}
         for a in arrivals:

@@ -175,6 +175,7 @@ class Coordinator(CoordinatorBase):
             params=new_params,
             evaluate_fn=self.evaluate_fn,
             started=started,
+            extra=self.strategy.round_metrics(),
         )
         self._checkpoint(
             run_id,

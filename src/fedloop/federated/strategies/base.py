@@ -122,5 +122,9 @@ class Strategy(ABC):
         """Return server-side state as named arrays (checkpointed with the model)."""
         return {}
 
+    def round_metrics(self) -> dict[str, float]:
+        """Return metrics of the strategy after a round (recorded with the round's metrics)."""
+        return {}
+
     def load_state_dict(self, state: Mapping[str, npt.NDArray[np.generic]]) -> None:  # noqa: B027
         """Restore what :meth:`state_dict` returned."""

@@ -332,6 +332,15 @@ class DPFedAvg(Strategy):
         return out
 
     # -- checkpoint ------------------------------------------------------------------------
+    def round_metrics(self) -> dict[str, float]:
+        """Return the privacy spent so far: ``dp_epsilon`` (at ``target_delta``) and the clip norm."""
+        metrics = {"dp_clip_norm": float(self.current_clip_norm)}
+        if self.accountant.rounds:
+            epsilon = self.epsilon()
+            if math.isfinite(epsilon):
+                metrics["dp_epsilon"] = float(epsilon)
+        return metrics
+
     def state_dict(self) -> dict[str, npt.NDArray[np.generic]]:
         """Return the privacy ledger (``(rounds, 2)`` of ``(q, z)``) and the clip norm."""
         return {
