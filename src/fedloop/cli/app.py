@@ -13,6 +13,7 @@ from rich.markup import escape
 from fedloop import __version__
 from fedloop.cli import (  # noqa: F401 - federated_net adds `federated serve|client`
     audit,
+    certs,
     config,
     federated,
     federated_net,
@@ -42,6 +43,7 @@ app.add_typer(store.app, name="store")
 app.add_typer(config.app, name="config")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(loop.app, name="loop")
+app.add_typer(certs.app, name="certs")
 app.command("serve")(serve.serve)
 app.command("up")(up.up)
 

@@ -21,6 +21,12 @@ from fedloop.federated.transports.base import Transport
 from fedloop.federated.transports.inprocess import InProcessTransport
 
 if _typing.TYPE_CHECKING:
+    from fedloop.federated.transports.certs import (
+        describe_certificate,
+        issue_certificate,
+        make_ca,
+        write_pem_files,
+    )
     from fedloop.federated.transports.http import HttpTransport
     from fedloop.federated.transports.http_client import ClientReport, run_http_client
 
@@ -30,10 +36,14 @@ __all__ = [
     "InProcessTransport",
     "Transport",
     "check_client_id",
+    "describe_certificate",
     "generate_tokens",
+    "issue_certificate",
+    "make_ca",
     "read_client_token",
     "read_token_file",
     "run_http_client",
+    "write_pem_files",
     "write_token_file",
 ]
 
@@ -41,6 +51,11 @@ _LAZY = {
     "ClientReport": "fedloop.federated.transports.http_client",
     "HttpTransport": "fedloop.federated.transports.http",
     "run_http_client": "fedloop.federated.transports.http_client",
+    # cryptography's x509 stack loads only when certificates are made or read
+    **dict.fromkeys(
+        ("describe_certificate", "issue_certificate", "make_ca", "write_pem_files"),
+        "fedloop.federated.transports.certs",
+    ),
 }
 
 
