@@ -268,7 +268,8 @@ class ServingConfig(_Section):
     max_body_bytes : int, default 8 MiB
         Larger request bodies are refused with 413.
     alias_poll_s : float, default 2.0
-        How often the registry is asked whether a served alias moved (0 turns watching off).
+        How often the registry is asked whether a served alias moved or the stored traffic
+        split (canary, shadow) changed; 0 turns watching off (both are read at start only).
     intra_op_threads : int, default 1
         onnxruntime threads per model version.
     access_log : bool, default False
