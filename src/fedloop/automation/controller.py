@@ -416,13 +416,10 @@ class Controller:
             actor="controller",
             reason=f"{policy.name}: canary step {index + 1}/{len(policy.rollout.steps)}",
         )
+        # Scraped after the split moved (not the tick's scrape from before it): the step's
+        # requests are counted from here.
         stats = self._stats()
         baseline = stats.find(policy.model, challenger) if stats and challenger else None
-        champion_base = (
-            stats.find(policy.model, action.champion_version)
-            if stats and action.champion_version
-            else None
-        )
         return self._move(
             policy,
             action,
@@ -430,10 +427,7 @@ class Controller:
             f"{reason}; v{challenger} at {fraction:.0%} of traffic",
             step=index,
             step_started_at=self.ws.metadata.clock.now(),
-            detail={
-                "step_baseline": _snapshot(baseline),
-                "champion_baseline": _snapshot(champion_base),
-            },
+            detail={"step_baseline": _snapshot(baseline)},
         )
 
     def _roll_out(
