@@ -149,7 +149,7 @@ def check(
     """Check a file of current rows against a version's stored reference profile."""
     from fedloop.core import NotFound
     from fedloop.learn import profile_like
-    from fedloop.monitoring import check_drift, model_columns, predict_onnx
+    from fedloop.monitoring import check_drift, model_columns, predict_onnx, prediction_columns
     from fedloop.registry import ModelRegistry
 
     ws = state(ctx).workspace()
@@ -166,12 +166,11 @@ def check(
     x = _rows(data, label)
     predictions = predict_onnx(registry.load_onnx(mv), x)
     current = profile_like(reference, model_columns(mv, x, predictions))
-    outputs = {s.name for s in mv.signature.outputs}
     report = check_drift(
         reference,
         current,
         config=config.drift,
-        prediction_columns=[c for c in reference.columns if c.split("[", 1)[0] in outputs],
+        prediction_columns=prediction_columns(mv, reference.columns),
     )
     if fmt is OutputFormat.json:
         print_json(report.to_dict())

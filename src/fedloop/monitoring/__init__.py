@@ -23,7 +23,12 @@ from fedloop.monitoring.performance import (
     ReliabilityBin,
     WindowedPerformance,
 )
-from fedloop.monitoring.reference import attach_reference, model_columns, predict_onnx
+from fedloop.monitoring.reference import (
+    attach_reference,
+    model_columns,
+    predict_onnx,
+    prediction_columns,
+)
 from fedloop.monitoring.report import ReportSummary, render_report
 from fedloop.monitoring.windows import ClosedWindow, ProfileAccumulator, WindowedProfiles
 
@@ -61,5 +66,6 @@ __all__ = [
     "model_columns",
     "parse_ingest_body",
     "predict_onnx",
+    "prediction_columns",
     "render_report",
 ]

@@ -24,9 +24,10 @@ from fedloop.monitoring.performance import (
     PerformanceWindow,
     WindowedPerformance,
 )
+from fedloop.monitoring.reference import prediction_columns
 from fedloop.monitoring.windows import ClosedWindow, WindowedProfiles
 from fedloop.registry import ModelRegistry
-from fedloop.store import MonitorWindow, Workspace
+from fedloop.store import ModelVersion, MonitorWindow, Workspace
 
 __all__ = ["IngestResult", "Monitor", "WindowCheck"]
 
@@ -64,17 +65,27 @@ class WindowCheck:
 class _Stream:
     """Everything the monitor keeps for one model version's traffic (bounded memory)."""
 
-    model: str
-    version: int
+    record: ModelVersion
     reference: DataProfile | None
     prediction_columns: tuple[str, ...] = ()
     windows: WindowedProfiles | None = None
     #: Rows kept to build a reference from traffic when the version has none (<= window_rows).
     warmup: list[dict[str, npt.NDArray[Any]]] = field(default_factory=list)
     warmup_rows: int = 0
-    warmup_start: float = 0.0
     performance: WindowedPerformance | None = None
-    expected_auc: float | None = None
+
+    @property
+    def model(self) -> str:
+        return self.record.model_name
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def expected_auc(self) -> float | None:
+        """The version's registered AUC (what a live window is compared with)."""
+        return self.record.metrics.get("auc")
 
 
 def _score_column(prediction: Mapping[str, npt.NDArray[Any]]) -> npt.NDArray[np.float64] | None:
@@ -237,8 +248,7 @@ class Monitor:
             _log.warning("payload for unknown model version %s v%d ignored", model, version)
             return None
         reference = self.registry.find_profile(mv)
-        auc = mv.metrics.get("auc")
-        stream = _Stream(model=model, version=version, reference=reference, expected_auc=auc)
+        stream = _Stream(record=mv, reference=reference)
         if reference is not None:
             self._start_windows(stream, reference)
         self._streams[key] = stream
@@ -247,15 +257,7 @@ class Monitor:
     def _start_windows(self, stream: _Stream, reference: DataProfile) -> None:
         cfg = self.config
         stream.reference = reference
-        outputs = {
-            s.name
-            for s in self.ws.metadata.get_model_version(
-                stream.model, stream.version
-            ).signature.outputs
-        }
-        stream.prediction_columns = tuple(
-            c for c in reference.columns if c in outputs or c.split("[", 1)[0] in outputs
-        )
+        stream.prediction_columns = prediction_columns(stream.record, reference.columns)
         stream.windows = WindowedProfiles(
             reference,
             size_rows=None if cfg.window_seconds else cfg.window_rows,
@@ -274,8 +276,6 @@ class Monitor:
     def _warm_up(
         self, stream: _Stream, columns: dict[str, npt.NDArray[Any]], times: npt.NDArray[np.float64]
     ) -> None:
-        if not stream.warmup_rows:
-            stream.warmup_start = float(times.min()) if times.size else self._clock()
         room = self.config.window_rows - stream.warmup_rows
         stream.warmup.append({k: v[:room] for k, v in columns.items()})
         stream.warmup_rows += min(room, len(times))
@@ -291,8 +291,7 @@ class Monitor:
             sample_size=self.config.reference_sample_rows,
         )
         stream.warmup, stream.warmup_rows = [], 0
-        mv = self.ws.metadata.get_model_version(stream.model, stream.version)
-        self.registry.attach_profile(mv, reference, source="traffic", actor="monitor")
+        self.registry.attach_profile(stream.record, reference, source="traffic", actor="monitor")
         _log.info("%s v%d: reference profile taken from live traffic", stream.model, stream.version)
         self._start_windows(stream, reference)
 

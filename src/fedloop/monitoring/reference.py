@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from fedloop.learn import DataProfile, columns_from_tensors, profile_columns
 from fedloop.registry import ModelRegistry
 from fedloop.store import ModelVersion
 
-__all__ = ["attach_reference", "model_columns", "predict_onnx"]
+__all__ = ["attach_reference", "model_columns", "predict_onnx", "prediction_columns"]
 
 
 def predict_onnx(onnx_model: bytes, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -51,6 +52,15 @@ def model_columns(
     if predictions is not None:
         tensors[version.signature.outputs[0].name] = predictions
     return columns_from_tensors(tensors)
+
+
+def prediction_columns(version: ModelVersion, columns: Iterable[str]) -> tuple[str, ...]:
+    """Return the columns that hold the version's outputs (``probability``, ``score[1]``...).
+
+    They are tested for drift with the features and reported as prediction drift.
+    """
+    outputs = {spec.name for spec in version.signature.outputs}
+    return tuple(c for c in columns if c.split("[", 1)[0] in outputs)
 
 
 def attach_reference(
