@@ -73,7 +73,8 @@ class ServingMetrics:
     ``batch_requests`` and ``batch_rows`` {model, version} (per onnxruntime call),
     ``errors_total`` {model, code}, ``shadow_total`` {model, version, outcome},
     ``payload_log_records_total`` {outcome: queued, sent, dropped}, ``payload_log_queue``,
-    ``model_loaded`` {model, version, role} and ``swaps_total`` {model}.
+    ``model_loaded`` {model, version, role}, ``swaps_total`` {model} and
+    ``traffic_changes_total`` {model}.
     """
 
     def __init__(self) -> None:
@@ -140,6 +141,12 @@ class ServingMetrics:
         self.swaps = Counter(
             "fedloop_serving_swaps",
             "Times a served alias moved and the new version took over.",
+            ["model"],
+            registry=reg,
+        )
+        self.traffic_changes = Counter(
+            "fedloop_serving_traffic_changes",
+            "Times a served model's desired split (canary, shadow) changed and took effect.",
             ["model"],
             registry=reg,
         )

@@ -17,8 +17,6 @@ import random
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from prometheus_client import Counter
-
 from fedloop.core import FedloopError, NotFound, ServingConfig
 from fedloop.registry import ModelRef, ModelRegistry, TrafficSpec, find_traffic, parse_ref
 from fedloop.serving.batching import AdaptiveBatcher
@@ -240,8 +238,7 @@ class Router:
     config : ServingConfig
         Models, canaries, shadows, batching and threads.
     metrics : ServingMetrics
-        Batch, swap and loaded-version metrics; the router adds
-        ``fedloop_serving_traffic_changes_total`` {model} to its registry.
+        Batch, swap, traffic-change and loaded-version metrics.
     executor : Executor
         Threads for large batches.
 
@@ -284,12 +281,6 @@ class Router:
                         field=f"serving.{section}.{name}",
                         hint=f"Add {name}@champion to serving.models (or --model).",
                     )
-        self.traffic_changes = Counter(
-            "fedloop_serving_traffic_changes",
-            "Times a served model's desired split (canary, shadow) changed and took effect.",
-            ["model"],
-            registry=metrics.registry,
-        )
         self._targets: dict[str, Target] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -372,7 +363,7 @@ class Router:
             if (target.runtime.version_text, role) not in now:
                 self.metrics.loaded.labels(name, target.runtime.version_text, role).set(0)
         if split.routing() != old_split.routing():
-            self.traffic_changes.labels(name).inc()
+            self.metrics.traffic_changes.labels(name).inc()
         # An alias move: a role kept its reference but now resolves to another version.
         before = {role: t.runtime.version_id for role, t in old.targets()}
         old_refs, new_refs = dict(deployment.refs(old_split)), dict(deployment.refs(split))
