@@ -10,27 +10,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import uvicorn
+
+from fedloop.api.background import serve_in_thread
 
 
 @contextmanager
 def running(app: Any) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free loopback port; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app, start_timeout_s=10, stop_timeout_s=10) as url:
+        yield url
 
 
 def metric(text: str, name: str, **labels: str) -> float:

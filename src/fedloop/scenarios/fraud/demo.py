@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fedloop.api.background import serve_in_thread
 from fedloop.api.control import create_control_app
 from fedloop.automation import Controller
 from fedloop.core import (
@@ -71,25 +71,6 @@ class DemoResult:
     promoted_version: int | None
     report: Path
     actions: list[dict[str, Any]] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def _serving_thread(app: Any) -> Iterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("a demo server did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 class _Traffic:
@@ -335,12 +316,12 @@ def _live(
     holder: dict[str, str] = {}
     controller = Controller(ws, automation, serving_url=None)
     control_app = create_control_app(monitor, controller, max_body_bytes=64 * 1024 * 1024)
-    with _serving_thread(control_app) as control_url:
+    with serve_in_thread(control_app) as control_url:
         payload = serving_config.payload_log.model_copy(
             update={"url": f"{control_url}/v1/monitor/ingest"}
         )
         serving_config = serving_config.model_copy(update={"payload_log": payload})
-        with _serving_thread(create_app(serving_config, registry)) as serving_url:
+        with serve_in_thread(create_app(serving_config, registry)) as serving_url:
             holder["serving"] = serving_url
             controller.serving_url = serving_url
             out.print(
