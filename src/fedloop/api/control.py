@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fedloop.api.auth import SERVING_KEY_ENV, Access, actor, guarded
+from fedloop.api.credentials import credential_routes
 from fedloop.api.monitor import (
     PROMETHEUS,
     error_response,
@@ -26,9 +28,11 @@ from fedloop.api.monitor import (
 from fedloop.automation import Controller
 from fedloop.core import FedloopConfig, FedloopError, InvalidInput
 from fedloop.monitoring import Monitor, WebhookSink
+from fedloop.store import StoreAuthenticator
 
 __all__ = [
     "CONTROL_CONFIG_ENV",
+    "SERVING_KEY_ENV",
     "SERVING_URL_ENV",
     "control_app_from_environ",
     "create_control_app",
@@ -49,14 +53,18 @@ def create_control_app(
     *,
     max_body_bytes: int = 64 * 1024 * 1024,
     run_controller: bool = True,
+    access: Access | None = None,
 ) -> Starlette:
     """Return the control plane: the monitor's routes, the loop's actions, the controller.
 
-    Routes: :func:`fedloop.api.monitor.monitor_routes`, ``GET /v1/loop/actions``
-    (``?model=&policy=&open=1&limit=``), ``POST /v1/loop/policies/{name}/trigger`` (a manual
-    trigger; body ``{"reason": "..."}`` optional), ``GET /metrics`` (the monitor's gauges) and
-    ``GET /health/live``. On startup the controller runs in a thread, ticking every
-    ``automation.tick_s``; on shutdown it stops and the monitor flushes its open windows.
+    Routes, with the least role each needs when API keys are required:
+    :func:`fedloop.api.monitor.monitor_routes` (ingest: ``client``; windows: ``viewer``),
+    ``GET /v1/loop/actions`` (``?model=&policy=&open=1&limit=``; ``viewer``),
+    ``POST /v1/loop/policies/{name}/trigger`` (a manual trigger; body ``{"reason": "..."}``
+    optional; ``operator``), :func:`fedloop.api.credentials.credential_routes` (``admin``),
+    ``GET /metrics`` (the monitor's gauges; ``viewer``) and ``GET /health/live`` (open).
+    On startup the controller runs in a thread, ticking every ``automation.tick_s``; on
+    shutdown it stops and the monitor flushes its open windows.
 
     Parameters
     ----------
@@ -68,6 +76,9 @@ def create_control_app(
         Largest ingest body taken.
     run_controller : bool, default True
         Start the controller's thread (False: only serve the routes).
+    access : Access or None
+        Who may call which route (None: anyone, for an app embedded in a process such as
+        ``fedloop demo``'s).
 
     Returns
     -------
@@ -105,7 +116,7 @@ def create_control_app(
                 controller.trigger_manually,
                 request.path_params["name"],
                 reason=reason,
-                actor="api",
+                actor=actor(request),
             )
         except FedloopError as err:
             return error_response(err)
@@ -134,10 +145,15 @@ def create_control_app(
 
     return Starlette(
         routes=[
-            *monitor_routes(monitor, max_body_bytes=max_body_bytes),
-            Route("/v1/loop/actions", actions, methods=["GET"]),
-            Route("/v1/loop/policies/{name}/trigger", trigger, methods=["POST"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            *monitor_routes(monitor, max_body_bytes=max_body_bytes, access=access),
+            Route("/v1/loop/actions", guarded(access, "viewer", actions), methods=["GET"]),
+            Route(
+                "/v1/loop/policies/{name}/trigger",
+                guarded(access, "operator", trigger),
+                methods=["POST"],
+            ),
+            *credential_routes(metadata, access),
+            Route("/metrics", guarded(access, "viewer", metrics), methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),
         ],
         lifespan=lifespan,
@@ -146,6 +162,9 @@ def create_control_app(
 
 def control_app_from_environ() -> Starlette:
     """Build the control plane from ``CONTROL_CONFIG_ENV`` and ``SERVING_URL_ENV`` (uvicorn factory).
+
+    API keys follow ``[api]`` for a server bound to ``monitoring.host``; the key in
+    ``SERVING_KEY_ENV`` (``fedloop up``'s own inference server) may send payload logs.
 
     Returns
     -------
@@ -157,8 +176,14 @@ def control_app_from_environ() -> Starlette:
     config = FedloopConfig.model_validate_json(os.environ[CONTROL_CONFIG_ENV])
     ws = open_workspace(config)
     cfg = config.monitoring
+    access = Access(
+        StoreAuthenticator(ws.metadata, "api"),
+        config.api,
+        host=cfg.host,
+        serving_key=os.environ.get(SERVING_KEY_ENV) or None,
+    )
     monitor = Monitor(ws, cfg, sinks=[WebhookSink(url) for url in cfg.webhooks])
     controller = Controller(
         ws, config.automation, serving_url=os.environ.get(SERVING_URL_ENV) or None
     )
-    return create_control_app(monitor, controller, max_body_bytes=cfg.max_body_bytes)
+    return create_control_app(monitor, controller, max_body_bytes=cfg.max_body_bytes, access=access)

@@ -14,13 +14,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fedloop.api.auth import Access, guarded
 from fedloop.core import FedloopConfig, FedloopError, InvalidInput
 from fedloop.monitoring import Monitor, WebhookSink
 from fedloop.serving import read_body
+from fedloop.store import SqlMetadataStore, StoreAuthenticator
 
 __all__ = [
     "CONFIG_ENV",
     "PROMETHEUS",
+    "access_for",
     "app_from_environ",
     "create_monitor_app",
     "error_response",
@@ -56,13 +59,17 @@ def int_param(request: Request, name: str, default: int | None) -> int | None:
     return int(raw)
 
 
-def monitor_routes(monitor: Monitor, *, max_body_bytes: int) -> list[Route]:
+def monitor_routes(
+    monitor: Monitor, *, max_body_bytes: int, access: Access | None = None
+) -> list[Route]:
     """Return the monitor's routes: ingest and checked windows (shared with the control plane).
 
-    ``POST /v1/monitor/ingest`` takes a payload-log body (200 with what was taken, 400 naming
-    the bad field, 413 when too large) and runs in a worker thread, so a window check never
-    blocks the event loop; ``GET /v1/monitor/models/{name}/windows`` lists checked windows
-    (``?kind=drift|performance&version=N&limit=N``).
+    ``POST /v1/monitor/ingest`` (role ``client`` or above) takes a payload-log body (200 with
+    what was taken, 400 naming the bad field, 413 when too large) and runs in a worker
+    thread, so a window check never blocks the event loop;
+    ``GET /v1/monitor/models/{name}/windows`` (``viewer``) lists checked windows
+    (``?kind=drift|performance&version=N&limit=N``). With ``access``, callers need an API key
+    of that role when keys are required (401 without one, 403 for a weaker role).
     """
 
     async def ingest(request: Request) -> Response:
@@ -113,8 +120,12 @@ def monitor_routes(monitor: Monitor, *, max_body_bytes: int) -> list[Route]:
         return JSONResponse({"windows": [w.to_dict() for w in found]})
 
     return [
-        Route("/v1/monitor/ingest", ingest, methods=["POST"]),
-        Route("/v1/monitor/models/{name}/windows", windows, methods=["GET"]),
+        Route("/v1/monitor/ingest", guarded(access, "client", ingest), methods=["POST"]),
+        Route(
+            "/v1/monitor/models/{name}/windows",
+            guarded(access, "viewer", windows),
+            methods=["GET"],
+        ),
     ]
 
 
@@ -123,11 +134,13 @@ async def live(request: Request) -> Response:
     return JSONResponse({"live": True})
 
 
-def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
+def create_monitor_app(
+    monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 1024, access: Access | None = None
+) -> Starlette:
     """Return the ASGI app that receives the inference servers' payload logs.
 
-    Routes: :func:`monitor_routes`, ``GET /metrics`` (the monitor's gauges) and
-    ``GET /health/live``.
+    Routes: :func:`monitor_routes`, ``GET /metrics`` (the monitor's gauges; ``viewer``) and
+    ``GET /health/live`` (open).
 
     Parameters
     ----------
@@ -135,6 +148,8 @@ def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 10
         The monitor that owns the windows.
     max_body_bytes : int, default 64 MiB
         Largest ingest body taken.
+    access : Access or None
+        Who may call which route (None: anyone, for an app embedded in a process).
 
     Returns
     -------
@@ -154,12 +169,23 @@ def create_monitor_app(monitor: Monitor, *, max_body_bytes: int = 64 * 1024 * 10
 
     return Starlette(
         routes=[
-            *monitor_routes(monitor, max_body_bytes=max_body_bytes),
-            Route("/metrics", metrics, methods=["GET"]),
+            *monitor_routes(monitor, max_body_bytes=max_body_bytes, access=access),
+            Route("/metrics", guarded(access, "viewer", metrics), methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+
+
+def access_for(config: FedloopConfig, metadata: SqlMetadataStore, *, host: str) -> Access:
+    """Return the access rules of a server bound to ``host`` over the store's API keys.
+
+    Raises
+    ------
+    ConfigError
+        When ``api.auth = "off"`` and ``host`` is not loopback.
+    """
+    return Access(StoreAuthenticator(metadata, "api"), config.api, host=host)
 
 
 def app_from_environ() -> Starlette:
@@ -176,5 +202,6 @@ def app_from_environ() -> Starlette:
     config = FedloopConfig.model_validate_json(os.environ[CONFIG_ENV])
     ws = open_workspace(config)
     cfg = config.monitoring
+    access = access_for(config, ws.metadata, host=cfg.host)
     monitor = Monitor(ws, cfg, sinks=[WebhookSink(url) for url in cfg.webhooks])
-    return create_monitor_app(monitor, max_body_bytes=cfg.max_body_bytes)
+    return create_monitor_app(monitor, max_body_bytes=cfg.max_body_bytes, access=access)

@@ -11,12 +11,15 @@ import typer
 from rich.markup import escape
 
 from fedloop import __version__
-from fedloop.cli import (  # noqa: F401 - federated_net adds `federated serve|client`
+from fedloop.cli import (  # noqa: F401 - federated_net/_client add `federated serve|client`
     audit,
     certs,
     config,
     federated,
+    federated_client,
     federated_net,
+    federated_tokens,
+    keys,
     loop,
     models,
     monitor,
@@ -44,6 +47,8 @@ app.add_typer(config.app, name="config")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(loop.app, name="loop")
 app.add_typer(certs.app, name="certs")
+app.add_typer(keys.app, name="keys")
+federated.app.add_typer(federated_tokens.app, name="tokens")
 app.command("serve")(serve.serve)
 app.command("up")(up.up)
 

@@ -9,7 +9,14 @@ from types import ModuleType
 import typer
 from rich.markup import escape
 
-from fedloop.cli._context import FORMAT_OPTION, OutputFormat, print_json, print_table, stderr
+from fedloop.cli._context import (
+    FORMAT_OPTION,
+    OutputFormat,
+    print_json,
+    print_table,
+    state,
+    stderr,
+)
 from fedloop.core import InvalidInput, NotFound
 
 app = typer.Typer(
@@ -17,8 +24,20 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DIR_OPTION = typer.Option(Path("certs"), "--dir", help="Folder holding ca.pem and ca-key.pem.")
+_DIR_OPTION = typer.Option(
+    None,
+    "--dir",
+    help="Folder holding ca.pem and ca-key.pem (default: <project.dir>/certs, the CA that "
+    "`fedloop federated serve` uses when it makes its own certificate).",
+)
 _OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace existing files.")
+
+
+def certs_dir(ctx: typer.Context, folder: Path | None = None) -> Path:
+    """Return ``folder``, or the workspace's certificate folder ``<project.dir>/certs``."""
+    if folder is not None:
+        return folder
+    return Path(state(ctx).resolved().config.project.dir) / "certs"
 
 
 def _lib() -> ModuleType:
@@ -51,12 +70,14 @@ def _wrote(cert_file: Path, key_file: Path, what: str) -> None:
 
 @app.command("init")
 def init(
-    folder: Path = _DIR_OPTION,
+    ctx: typer.Context,
+    folder: Path | None = _DIR_OPTION,
     common_name: str = typer.Option("fedloop dev CA", "--name", help="The CA's common name."),
     days: int = typer.Option(365, "--days", help="Validity in days."),
     overwrite: bool = _OVERWRITE_OPTION,
 ) -> None:
     """Make a development CA (ca.pem, ca-key.pem); keep ca-key.pem on the coordinator's side."""
+    folder = certs_dir(ctx, folder)
     cert_pem, key_pem = _lib().make_ca(common_name, days=days)
     cert_file, key_file = _lib().write_pem_files(
         folder, "ca", cert_pem, key_pem, overwrite=overwrite
@@ -70,7 +91,8 @@ def init(
 
 @app.command("server")
 def server(
-    folder: Path = _DIR_OPTION,
+    ctx: typer.Context,
+    folder: Path | None = _DIR_OPTION,
     name: str = typer.Option("coordinator", "--name", help="Common name and file stem."),
     dns: list[str] = typer.Option(
         [], "--dns", help="DNS name clients connect to (repeatable; default localhost)."
@@ -82,6 +104,7 @@ def server(
     overwrite: bool = _OVERWRITE_OPTION,
 ) -> None:
     """Issue the coordinator's TLS certificate, signed by the CA in --dir."""
+    folder = certs_dir(ctx, folder)
     ca_cert, ca_key = _read_ca(folder)
     cert_pem, key_pem = _lib().issue_certificate(
         ca_cert, ca_key, common_name=name, dns_names=dns, ip_addresses=ip, days=days
@@ -104,12 +127,14 @@ def server(
 
 @app.command("client")
 def client(
-    folder: Path = _DIR_OPTION,
+    ctx: typer.Context,
+    folder: Path | None = _DIR_OPTION,
     name: str = typer.Option(..., "--name", help="The client's id, used as common name and stem."),
     days: int = typer.Option(90, "--days", help="Validity in days."),
     overwrite: bool = _OVERWRITE_OPTION,
 ) -> None:
     """Issue a client certificate (clientAuth), signed by the CA in --dir."""
+    folder = certs_dir(ctx, folder)
     ca_cert, ca_key = _read_ca(folder)
     cert_pem, key_pem = _lib().issue_certificate(
         ca_cert, ca_key, common_name=name, days=days, client=True
@@ -119,10 +144,12 @@ def client(
     )
     _wrote(cert_file, key_file, f"client certificate for {escape(name)}")
     stderr.print(
-        f"Give the silo {_q(cert_file)}, {_q(key_file)} and {_q(folder / 'ca.pem')}. It "
-        "verifies the coordinator with `fedloop federated client --ca-file ca.pem`; the "
-        "coordinator still authenticates it by its enrollment token (the client certificate "
-        "is for a TLS-terminating proxy that requires one)."
+        f"Give the silo {_q(cert_file)}, {_q(key_file)} and {_q(folder / 'ca.pem')}: "
+        f"fedloop federated client --client-id {escape(shlex.quote(name))} --ca-file ca.pem "
+        f"--tls-cert {escape(shlex.quote(cert_file.name))} "
+        f"--tls-key {escape(shlex.quote(key_file.name))} ...  A coordinator started with "
+        f"`fedloop federated serve --client-ca {_q(folder / 'ca.pem')}` requires the "
+        "certificate and checks that it names the client its token belongs to."
     )
 
 
@@ -137,7 +164,7 @@ def show(
             f"no certificate file at {file}.",
             field="file",
             value=str(file),
-            hint="Pass a file written by `fedloop certs`, e.g. certs/ca.pem.",
+            hint="Pass a file written by `fedloop certs`, e.g. .fedloop/certs/ca.pem.",
         )
     try:
         data = {"file": str(file), **_lib().describe_certificate(file.read_bytes())}

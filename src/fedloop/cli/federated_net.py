@@ -1,4 +1,4 @@
-"""``fedloop federated serve`` and ``fedloop federated client``: a federation over the network."""
+"""``fedloop federated serve``: coordinate a federation over the network (clients: ``federated_client``)."""
 
 from __future__ import annotations
 
@@ -13,85 +13,41 @@ from rich.markup import escape
 
 from fedloop.cli import federated
 from fedloop.cli._context import state, stderr
-from fedloop.core import ConfigError, DatasetId, InvalidInput, Parameters, RunId
+from fedloop.cli._federated_models import (
+    MODEL_HELP,
+    adapter_factory,
+    default_model_name,
+    load_table_for,
+    parse_model_spec,
+)
+from fedloop.cli.certs import certs_dir
+from fedloop.core import ConfigError, DatasetId, Parameters, RunId
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     from fedloop.federated.coordinator import RoundReport
-    from fedloop.federated.transports import ClientReport
+    from fedloop.federated.transports import HttpTransport
     from fedloop.learn import DataProfile, ModelAdapter
-    from fedloop.store import Workspace
+    from fedloop.store import StoreAuthenticator, Workspace
 
-__all__ = ["client", "default_model_name", "parse_model_spec", "serve"]
-
-MODEL_HELP = "Model spec: mlp:<inputs>,<hidden>,... (e.g. mlp:30,64,32)."
+__all__ = ["default_model_name", "parse_model_spec", "serve"]
 
 
-def parse_model_spec(spec: str) -> tuple[int, tuple[int, ...]]:
-    """Parse ``mlp:<inputs>,<hidden>,...`` into the input width and the hidden widths.
-
-    Raises
-    ------
-    ConfigError
-        When the spec is not of that form.
-    """
-    kind, _, dims = spec.partition(":")
-    try:
-        widths = tuple(int(d) for d in dims.split(",")) if dims else ()
-    except ValueError:
-        widths = ()
-    if kind != "mlp" or not widths or min(widths) < 1:
-        raise ConfigError(
-            f"`--model` must look like mlp:<inputs>,<hidden>,...; got {spec!r}.",
-            field="model",
-            value=spec,
-            hint="For the fraud data: --model mlp:30,64,32.",
-        )
-    return widths[0], widths[1:]
-
-
-def default_model_name(spec: str) -> str:
-    """Return the registered model name ``serve`` uses for a model spec (``federated-mlp-30-64``).
-
-    Raises
-    ------
-    ConfigError
-        When the spec is malformed (see :func:`parse_model_spec`).
-    """
-    in_features, hidden = parse_model_spec(spec)
-    return "-".join(["federated-mlp", *(str(w) for w in (in_features, *hidden))])
-
-
-def _adapter_factory(spec: str) -> tuple[int, Callable[[int], ModelAdapter]]:
-    in_features, hidden = parse_model_spec(spec)
-    from fedloop.learn import TorchAdapter, mlp
-
-    def make(seed: int) -> ModelAdapter:
-        return TorchAdapter(lambda: mlp(in_features, hidden), num_features=in_features, seed=seed)
-
-    return in_features, make
-
-
-def _load(
-    path: Path, label: str, in_features: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    from fedloop.federated.datafiles import load_table
-
-    x, y = load_table(path, label=label)
-    if x.shape[1] != in_features:
-        raise InvalidInput(
-            f"{path} has {x.shape[1]} feature columns but the model takes {in_features}.",
-            field="model",
-            hint=f"Use --model mlp:{x.shape[1]},... or drop the extra columns.",
-        )
-    return x, y
-
-
-def _tokens(token_file: Path, enroll: int | None) -> tuple[dict[str, str], bool]:
+def _tokens(token_file: Path | None, enroll: int | None) -> tuple[dict[str, str] | None, bool]:
+    """Return the token file's tokens (fresh ones with ``enroll``), or None: use the store's."""
     from fedloop.federated.transports import generate_tokens, read_token_file
 
+    if token_file is None:
+        if enroll is not None:
+            raise ConfigError(
+                "--enroll writes the new tokens to a file; --token-file is missing.",
+                field="token_file",
+                hint="Add --token-file tokens.json, or enroll clients in the store with "
+                "`fedloop federated tokens create CLIENT_ID`.",
+            )
+        return None, False
     if enroll is None:
         return read_token_file(token_file), False
     if token_file.exists():
@@ -101,6 +57,23 @@ def _tokens(token_file: Path, enroll: int | None) -> tuple[dict[str, str], bool]
             hint="Drop --enroll to reuse it, or delete it first.",
         )
     return generate_tokens(f"client-{i:03d}" for i in range(1, enroll + 1)), True
+
+
+def _store_authenticator(ws: Workspace) -> StoreAuthenticator:
+    """Authenticate clients by the store's enrollment tokens (revocations apply while serving)."""
+    from fedloop.store import DEFAULT_CACHE_S, StoreAuthenticator
+
+    enrolled = ws.metadata.list_credentials(kind="client")
+    stderr.print(
+        f"Clients authenticate with the store's enrollment tokens ({len(enrolled)} enrolled; "
+        f"`fedloop federated tokens create|revoke` apply within {DEFAULT_CACHE_S:g} s)."
+    )
+    if not enrolled:
+        stderr.print(
+            "[yellow]No client is enrolled yet:[/] `fedloop federated tokens create CLIENT_ID` "
+            "prints a client's token."
+        )
+    return StoreAuthenticator(ws.metadata, "client")
 
 
 def _round_line(report: RoundReport, num_rounds: int) -> str:
@@ -116,11 +89,40 @@ def _round_line(report: RoundReport, num_rounds: int) -> str:
     )
 
 
+def _say_tls(transport: HttpTransport, *, insecure_plaintext: bool) -> None:
+    """Tell the operator how clients verify the server, and what they must present."""
+    if transport.certfile is None:
+        if insecure_plaintext:
+            stderr.print(
+                "[bold red]WARNING: serving clear text (--insecure-plaintext).[/] Tokens and "
+                "weights are readable on the network unless a proxy in front terminates TLS."
+            )
+        return
+    if transport.ca_file is not None:
+        from fedloop.federated.transports import describe_certificate
+
+        info = describe_certificate(transport.certfile.read_bytes())
+        names = ", ".join([*info["dns_names"], *info["ip_addresses"]])
+        stderr.print(
+            f"TLS with the workspace CA (certificate for {escape(names)}; more with "
+            f"--tls-san). Clients verify it with --ca-file "
+            f"{escape(str(transport.ca_file.resolve()))}"
+        )
+    if transport.client_ca is not None:
+        stderr.print(
+            f"Clients must present a certificate from {escape(str(transport.client_ca))} naming "
+            "their client id (--tls-cert/--tls-key; `fedloop certs client --name CLIENT_ID`)."
+        )
+
+
 @federated.app.command("serve")
 def serve(
     ctx: typer.Context,
-    token_file: Path = typer.Option(
-        ..., "--token-file", help="JSON client id -> token (written 0600 with --enroll)."
+    token_file: Path | None = typer.Option(
+        None,
+        "--token-file",
+        help="JSON client id -> token (written 0600 with --enroll). Without it, clients "
+        "enrolled in the store (fedloop federated tokens create) authenticate.",
     ),
     enroll: int | None = typer.Option(
         None, "--enroll", min=1, max=10_000, help="Enroll N clients: write fresh tokens."
@@ -144,8 +146,20 @@ def serve(
     seed: int | None = typer.Option(None, "--seed", min=0, help="Overrides federated.seed."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (TLS if public)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: any free)."),
-    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (chain)."),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", help="PEM certificate (chain); default: one from the workspace CA."
+    ),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key."),
+    tls: bool = typer.Option(False, "--tls", help="TLS on loopback too (always off loopback)."),
+    tls_san: list[str] = typer.Option(
+        [], "--tls-san", help="Host name or IP clients use, for the workspace certificate."
+    ),
+    client_ca: Path | None = typer.Option(
+        None, "--client-ca", help="Require client certificates from this CA, named by client id."
+    ),
+    insecure_plaintext: bool = typer.Option(
+        False, "--insecure-plaintext", help="No TLS off loopback: only behind a TLS proxy."
+    ),
     model: str = typer.Option("mlp:30,64,32", "--model", help=MODEL_HELP),
     eval_data: Path | None = typer.Option(
         None, "--eval-data", help="CSV/Parquet evaluated centrally after each round."
@@ -184,6 +198,12 @@ def serve(
     from fedloop.federated.transports import HttpTransport, write_token_file
     from fedloop.store import check_name
 
+    if tls and insecure_plaintext:
+        raise ConfigError(
+            "--tls and --insecure-plaintext contradict each other.",
+            field="tls",
+            hint="Drop one of them.",
+        )
     cli_state = state(ctx)
     cli_state.overrides.update(
         {
@@ -198,12 +218,12 @@ def serve(
     )
     config = cli_state.resolved().config
     fed = config.federated
-    in_features, make_adapter = _adapter_factory(model)
+    in_features, make_adapter = adapter_factory(model)
     registered_name = check_name(model_name or default_model_name(model), field="model_name")
     evaluate: Callable[[Parameters], Mapping[str, float]] | None = None
     eval_set: tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = None
     if eval_data is not None:
-        eval_set = _load(eval_data, label, in_features)
+        eval_set = load_table_for(eval_data, label, in_features)
         x_eval, y_eval = eval_set
         evaluator = make_adapter(fed.seed)
 
@@ -214,17 +234,24 @@ def serve(
     strategy_obj = make_strategy(config.strategy.name, **config.strategy.params)
     tokens, fresh = _tokens(token_file, enroll)
     ws = cli_state.workspace()
+    authenticator = None if tokens is not None else _store_authenticator(ws)
     datasets = _eval_dataset(ws, eval_data, eval_set, label)
     transport = HttpTransport(
         host=host,
         port=port,
         tokens=tokens,
+        authenticator=authenticator,
         tls_certfile=tls_cert,
         tls_keyfile=tls_key,
+        tls=False if insecure_plaintext else (True if tls else None),
+        client_ca=client_ca,
+        tls_dir=certs_dir(ctx),
+        tls_sans=tls_san,
         heartbeat_timeout_s=heartbeat_timeout,
     )
     with contextlib.closing(transport):
-        if fresh:
+        _say_tls(transport, insecure_plaintext=insecure_plaintext)
+        if fresh and token_file is not None and tokens is not None:
             write_token_file(token_file, tokens)
             stderr.print(f"Enrolled {len(tokens)} clients; tokens in {escape(str(token_file))}")
         needed = wait_clients or fed.min_clients
@@ -332,66 +359,3 @@ def _register(
         f"Registered {escape(name)} v{mv.version}{alias} with lineage over "
         f"{len(mv.contributors)} clients"
     )
-
-
-def _client_line(report: ClientReport) -> str:
-    text = f"round {report.round_num}: {report.status}"
-    if report.num_examples is not None:
-        text += f", {report.num_examples} examples"
-    text += f", {report.bytes_down / 1e3:.1f} kB down, {report.bytes_up / 1e3:.1f} kB up"
-    text += f", {report.seconds:.1f} s"
-    return text + (f" ({report.message})" if report.message else "")
-
-
-@federated.app.command("client")
-def client(
-    server: str = typer.Option(..., "--server", help="Coordinator URL (https://host:port)."),
-    client_id: str = typer.Option(..., "--client-id", help="This silo's enrolled id."),
-    token_file: Path | None = typer.Option(
-        None, "--token-file", help="File with the token alone, or the JSON id -> token map."
-    ),
-    token: str | None = typer.Option(
-        None, "--token", help="The token itself (visible to other local users; prefer a file)."
-    ),
-    data: Path = typer.Option(..., "--data", help="Local training data (CSV or Parquet)."),
-    label: str = typer.Option("is_fraud", "--label", help="Label column."),
-    model: str = typer.Option("mlp:30,64,32", "--model", help=MODEL_HELP),
-    ca_file: Path | None = typer.Option(
-        None, "--ca-file", help="PEM bundle to verify the coordinator."
-    ),
-    seed: int = typer.Option(0, "--seed", min=0, help="The run's seed (federated.seed)."),
-    poll_wait: int = typer.Option(20, "--poll-wait", min=1, max=300, help="Long-poll seconds."),
-    give_up_after: float = typer.Option(
-        600.0, "--give-up-after", min=1.0, help="Fail when the coordinator is gone this long (s)."
-    ),
-) -> None:
-    """Train on local data whenever the coordinator asks, until the run is over."""
-    from fedloop.federated.client import AdapterClient
-    from fedloop.federated.transports import check_client_id, read_client_token, run_http_client
-
-    check_client_id(client_id, field="client_id")
-    if (token_file is None) == (token is None):
-        raise ConfigError(
-            "pass exactly one of --token-file and --token.",
-            field="token",
-            hint="Use the token file the coordinator wrote with --enroll.",
-        )
-    secret = read_client_token(token_file, client_id) if token_file is not None else str(token)
-    in_features, make_adapter = _adapter_factory(model)
-    x, y = _load(data, label, in_features)
-    positives = int(y.sum()) if len(y) else 0
-    stderr.print(
-        f"Client {escape(client_id)}: {len(y)} rows ({positives} positive) from "
-        f"{escape(str(data))}; connecting to {escape(server)}"
-    )
-    answered = run_http_client(
-        server,
-        client_id,
-        secret,
-        AdapterClient(client_id, make_adapter, x, y, seed=seed),
-        ca_file=ca_file,
-        poll_wait_s=poll_wait,
-        give_up_after_s=give_up_after,
-        on_round=lambda r: stderr.print(escape(_client_line(r))),
-    )
-    stderr.print(f"The run is over; answered {answered} tasks.")

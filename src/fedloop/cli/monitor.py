@@ -85,6 +85,7 @@ def serve(
     full = absolute_paths(cli_state.resolved().config)
     config = full.monitoring
     cli_state.workspace()  # fail here, with a clear message, if the store cannot be opened
+    full.api.auth_required(config.host, keys_exist=False)  # api.auth = "off" off loopback: refuse
     os.environ[_CONFIG_ENV] = full.model_dump_json()
 
     import uvicorn

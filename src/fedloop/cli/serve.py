@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from fedloop.cli._context import absolute_paths, state, stderr
-from fedloop.core import ConfigError, FedloopConfig
+from fedloop.core import REVEAL_SECRETS, ConfigError, FedloopConfig
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -202,7 +202,8 @@ def serve(
         uvicorn.Server(uv_config).run(sockets=[sock])
         return
     _check_refs(config)
-    os.environ[_CONFIG_ENV] = config.model_dump_json()
+    # The workers rebuild the config from JSON: secrets (the payload log's API key) included.
+    os.environ[_CONFIG_ENV] = config.model_dump_json(context={REVEAL_SECRETS: True})
     metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="fedloop-metrics-")

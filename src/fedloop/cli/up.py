@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +22,9 @@ from fedloop.core import FedloopConfig
 #: the API are shells on one layer and do not import each other (a test checks the names match).
 _CONTROL_CONFIG_ENV = "_FEDLOOP_CONTROL_CONFIG"
 _SERVING_URL_ENV = "_FEDLOOP_CONTROL_SERVING_URL"
+_SERVING_KEY_ENV = "_FEDLOOP_CONTROL_SERVING_KEY"
+#: How the inference server child gets the key (``serving.payload_log.api_key``).
+_PAYLOAD_KEY_ENV = "FEDLOOP_SERVING__PAYLOAD_LOG__API_KEY"
 
 
 def _free_port(host: str) -> int:
@@ -65,10 +69,13 @@ def _models_exist(config: FedloopConfig) -> bool:
 class _ServeKeeper:
     """Runs ``fedloop serve`` as a child once the served models exist; restarts it if it dies."""
 
-    def __init__(self, config: FedloopConfig, port: int, ingest_url: str) -> None:
+    def __init__(self, config: FedloopConfig, port: int, ingest_url: str, api_key: str) -> None:
         self.config = config
         self.port = port
         self.ingest_url = ingest_url
+        # The key the control plane takes from this server's payload log (role client, never
+        # stored): it lives as long as this `fedloop up`.
+        self.api_key = api_key
         self.url = f"http://{config.serving.host}:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._death_hook = _death_signal()
@@ -133,6 +140,7 @@ class _ServeKeeper:
                 self.proc = subprocess.Popen(
                     self._argv(),
                     stdin=subprocess.DEVNULL,
+                    env={**os.environ, _PAYLOAD_KEY_ENV: self.api_key},
                     start_new_session=True,
                     preexec_fn=self._death_hook,
                 )
@@ -175,11 +183,14 @@ def up(
         {"monitoring.host": host, "monitoring.port": port, "serving.port": serve_port}
     )
     config = absolute_paths(cli_state.resolved().config)
-    cli_state.workspace()  # migrate and fail here, clearly, if the store cannot be opened
+    ws = cli_state.workspace()  # migrate and fail here, clearly, if the store cannot be opened
+    mon = config.monitoring
+    keys_needed = config.api.auth_required(
+        mon.host, keys_exist=ws.metadata.has_credentials("api")
+    )  # and refuse api.auth = "off" off loopback before binding
 
     import uvicorn
 
-    mon = config.monitoring
     uv_config = uvicorn.Config(
         "fedloop.api.control:control_app_from_environ",
         factory=True,
@@ -193,14 +204,22 @@ def up(
     keeper = None
     if serve:
         serving_port = config.serving.port or _free_port(config.serving.host)
-        keeper = _ServeKeeper(config, serving_port, f"{control_url}/v1/monitor/ingest")
+        serving_key = secrets.token_urlsafe(32)
+        keeper = _ServeKeeper(config, serving_port, f"{control_url}/v1/monitor/ingest", serving_key)
         os.environ[_SERVING_URL_ENV] = keeper.url
+        os.environ[_SERVING_KEY_ENV] = serving_key
     os.environ[_CONTROL_CONFIG_ENV] = config.model_dump_json()
     policies = [p.name for p in config.automation.policies if p.enabled]
     stderr.print(
         f"fedloop up: control plane at {control_url} "
         f"(ingest {control_url}/v1/monitor/ingest, actions {control_url}/v1/loop/actions); "
         f"policies: {', '.join(policies) or 'none'}"
+    )
+    stderr.print(
+        "fedloop up: API keys required (fedloop keys create --role R NAME)"
+        if keys_needed
+        else f"fedloop up: API open on loopback (api.auth = {config.api.auth}"
+        + ("; the first `fedloop keys create` turns keys on)" if config.api.auth == "auto" else ")")
     )
     if keeper is not None:
         keeper.start()
@@ -209,6 +228,7 @@ def up(
     finally:
         if keeper is not None:
             keeper.stop()
-        with contextlib.suppress(KeyError):
-            del os.environ[_CONTROL_CONFIG_ENV]
+        for name in (_CONTROL_CONFIG_ENV, _SERVING_KEY_ENV):
+            with contextlib.suppress(KeyError):
+                del os.environ[name]
         stderr.print("fedloop up: stopped")

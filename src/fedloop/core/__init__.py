@@ -1,10 +1,20 @@
 """Plain types, the tensor codec, config models, errors, extras and clocks (no I/O, no fedloop imports)."""
 
+from fedloop.core.access import (
+    CREDENTIAL_KINDS,
+    ROLES,
+    CredentialKind,
+    Role,
+    is_loopback_host,
+    role_allows,
+)
+from fedloop.core.api_config import REVEAL_SECRETS, ApiConfig
 from fedloop.core.clock import Clock, FixedClock, SystemClock, utc_now
 from fedloop.core.config import (
     LOWER_IS_BETTER,
     ActionPolicy,
     AutomationConfig,
+    DistributedConfig,
     DriftConfig,
     FederatedConfig,
     FedloopConfig,
@@ -15,6 +25,7 @@ from fedloop.core.config import (
     ProjectConfig,
     ResolvedConfig,
     RolloutPolicy,
+    SecureAggregationConfig,
     ServingConfig,
     StoreConfig,
     StrategyConfig,
@@ -25,6 +36,7 @@ from fedloop.core.config import (
     parse_toml,
     resolve,
 )
+from fedloop.core.distributed_config import MAX_WORKERS
 from fedloop.core.errors import (
     AggregationError,
     ArtifactCorrupt,
@@ -33,9 +45,11 @@ from fedloop.core.errors import (
     BodyTooLarge,
     ConfigError,
     Conflict,
+    DistributedError,
     FederationError,
     FedloopError,
     FedloopWarning,
+    Forbidden,
     InconsistentReplies,
     IntegrityError,
     InvalidInput,
@@ -43,10 +57,13 @@ from fedloop.core.errors import (
     MissingExtraError,
     NotFound,
     PrivacyBudgetExhausted,
+    RendezvousError,
     RoundTimeout,
     SchemaTooNew,
     SignatureMismatch,
     StoreUnavailable,
+    Unauthenticated,
+    WorkersFailed,
 )
 from fedloop.core.extras import require
 from fedloop.core.lazy import lazy_exports
@@ -74,10 +91,15 @@ from fedloop.core.types import (
 )
 
 __all__ = [
+    "CREDENTIAL_KINDS",
     "DTYPES",
     "LOWER_IS_BETTER",
+    "MAX_WORKERS",
+    "REVEAL_SECRETS",
+    "ROLES",
     "ActionPolicy",
     "AggregationError",
+    "ApiConfig",
     "ArtifactCorrupt",
     "ArtifactDigest",
     "ArtifactMissing",
@@ -87,7 +109,10 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Conflict",
+    "CredentialKind",
     "DatasetId",
+    "DistributedConfig",
+    "DistributedError",
     "DriftConfig",
     "EventId",
     "FederatedConfig",
@@ -96,6 +121,7 @@ __all__ = [
     "FedloopError",
     "FedloopWarning",
     "FixedClock",
+    "Forbidden",
     "GatePolicy",
     "InconsistentReplies",
     "IntegrityError",
@@ -112,13 +138,16 @@ __all__ = [
     "PrivacyBudgetExhausted",
     "ProjectConfig",
     "ProjectId",
+    "RendezvousError",
     "ResolvedConfig",
+    "Role",
     "RolloutPolicy",
     "RoundTimeout",
     "RunId",
     "RunKind",
     "RunStatus",
     "SchemaTooNew",
+    "SecureAggregationConfig",
     "ServingConfig",
     "Signature",
     "SignatureMismatch",
@@ -130,17 +159,21 @@ __all__ = [
     "TomlDocument",
     "TrackingConfig",
     "TriggerPolicy",
+    "Unauthenticated",
+    "WorkersFailed",
     "decode_parameters",
     "encode_parameters",
     "fingerprint_arrays",
     "flatten_config",
     "format_key_path",
+    "is_loopback_host",
     "key_line",
     "lazy_exports",
     "new_id",
     "parse_toml",
     "require",
     "resolve",
+    "role_allows",
     "utc_now",
     "validate_parameters",
 ]

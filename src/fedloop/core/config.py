@@ -8,8 +8,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from fedloop.core.api_config import ApiConfig, SecretText
 from fedloop.core.automation_config import (
     LOWER_IS_BETTER,
     ActionPolicy,
@@ -32,6 +40,7 @@ from fedloop.core.config_sources import (
     merge_layers,
     source_of,
 )
+from fedloop.core.distributed_config import DistributedConfig
 from fedloop.core.errors import ConfigError
 from fedloop.core.toml_lines import key_line
 
@@ -39,9 +48,11 @@ __all__ = [
     "ENV_PREFIX",
     "LOWER_IS_BETTER",
     "ActionPolicy",
+    "ApiConfig",
     "AutomationConfig",
     "BatchingConfig",
     "CanaryConfig",
+    "DistributedConfig",
     "DriftConfig",
     "FederatedConfig",
     "FedloopConfig",
@@ -53,6 +64,7 @@ __all__ = [
     "ProjectConfig",
     "ResolvedConfig",
     "RolloutPolicy",
+    "SecureAggregationConfig",
     "ServingConfig",
     "StoreConfig",
     "StrategyConfig",
@@ -124,6 +136,49 @@ class TrackingConfig(_Section):
     max_buffered_points: int = Field(default=5_000, ge=1, le=10_000_000)
 
 
+class SecureAggregationConfig(_Section):
+    """Secure aggregation of client updates (Bonawitz et al. 2017; SecAgg+ with ``neighbours``).
+
+    The coordinator learns only the sum of the surviving clients' updates: each client masks
+    its update with pairwise masks agreed over X25519 and a self mask, and the masks of
+    clients that drop out mid-round are removed with Shamir-shared secrets.
+
+    Parameters
+    ----------
+    enabled : bool, default False
+        Aggregate with secure aggregation (four exchanges per round instead of one).
+    threshold : float, default 0.5
+        Fraction of the round's clients (of each neighbourhood with ``neighbours``) whose
+        shares reconstruct a secret: ``floor(threshold * n) + 1``, at least 2. Up to
+        ``n - that`` clients may drop out after sharing keys; fewer survivors skip the round.
+    neighbours : int or None, default None
+        SecAgg+: each client masks with only this many neighbours (even, >= 2) on a random
+        ring graph, so a round costs O(n log n) instead of O(n^2). None masks every pair.
+    scale_bits : int, default 20
+        Fixed-point precision: values are rounded to multiples of ``2**-scale_bits``.
+    clip : float, default 2097152.0
+        Largest magnitude of one client's encoded value (its example count times its update
+        for example-weighted rules); a client whose update exceeds it drops out of the round
+        with that reason instead of being silently clipped.
+    stage_timeout_s : float, default 60
+        Deadline of each key-exchange stage (training uses ``round_timeout_s``).
+    """
+
+    enabled: bool = False
+    threshold: float = Field(default=0.5, ge=0.0, lt=1.0)
+    neighbours: int | None = Field(default=None, ge=2, le=10_000)
+    scale_bits: int = Field(default=20, ge=4, le=40)
+    clip: float = Field(default=float(2**21), gt=0)
+    stage_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
+
+    @field_validator("neighbours")
+    @classmethod
+    def _even_neighbours(cls, value: int | None) -> int | None:
+        if value is not None and value % 2:
+            raise ValueError("must be an even number (neighbours on both sides of the ring)")
+        return value
+
+
 class FederatedConfig(_Section):
     """How the coordinator runs rounds.
 
@@ -151,6 +206,8 @@ class FederatedConfig(_Section):
         Consecutive skipped rounds after which the run fails.
     seed : int, default 0
         Seeds client sampling and client training (the run is reproducible bit for bit).
+    secure_aggregation : SecureAggregationConfig
+        ``[federated.secure_aggregation]``: the coordinator sees only the sum of the updates.
     """
 
     num_rounds: int = Field(default=10, ge=1, le=100_000)
@@ -163,6 +220,17 @@ class FederatedConfig(_Section):
     max_update_norm: float | None = Field(default=None, gt=0)
     max_skipped_rounds: int = Field(default=3, ge=0)
     seed: int = Field(default=0, ge=0)
+    secure_aggregation: SecureAggregationConfig = Field(default_factory=SecureAggregationConfig)
+
+    @model_validator(mode="after")
+    def _norm_check_needs_updates(self) -> FederatedConfig:
+        if self.secure_aggregation.enabled and self.max_update_norm is not None:
+            raise ValueError(
+                "max_update_norm cannot be checked with secure aggregation: the coordinator "
+                "never sees an individual update. Unset it, and bound updates with the "
+                "dpfedavg strategy's clip_norm (clients clip before masking)."
+            )
+        return self
 
 
 class StrategyConfig(_Section):
@@ -219,6 +287,10 @@ class PayloadLogConfig(_Section):
         Timeout of one POST to the monitor.
     flush_interval_s : float, default 0.2
         Longest a record waits before it is sent.
+    api_key : str or None, default None
+        API key (role ``client`` or above) sent as ``Authorization: Bearer`` when the monitor
+        asks for one (``[api] auth``); set it with ``FEDLOOP_SERVING__PAYLOAD_LOG__API_KEY``
+        rather than in a file. ``fedloop up`` gives its own server a key itself.
     """
 
     url: str | None = Field(default=None, pattern=r"^https?://")
@@ -227,6 +299,7 @@ class PayloadLogConfig(_Section):
     max_records_per_post: int = Field(default=500, ge=1, le=100_000)
     timeout_s: float = Field(default=2.0, gt=0, le=300)
     flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    api_key: SecretText | None = None
 
 
 class CanaryConfig(_Section):
@@ -531,6 +604,8 @@ class FedloopConfig(_Section):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     automation: AutomationConfig = AutomationConfig()
+    distributed: DistributedConfig = DistributedConfig()
+    api: ApiConfig = ApiConfig()
 
     def store_url(self, *, base: Path | None = None) -> str:
         """Return the metadata store URL, defaulting to SQLite in the project folder.

@@ -21,7 +21,12 @@
     │   ├── InconsistentReplies
     │   ├── AggregationError
     │   └── RoundTimeout(TimeoutError)
-    └── PrivacyBudgetExhausted               the differential-privacy budget is spent
+    ├── DistributedError                     data-parallel training could not complete
+    │   ├── RendezvousError(ConnectionError) the workers' rendezvous cannot be reached or formed
+    │   └── WorkersFailed                    workers kept failing after every allowed restart
+    ├── PrivacyBudgetExhausted               the differential-privacy budget is spent
+    ├── Unauthenticated(PermissionError)     no credential, or an unknown or revoked one (401)
+    └── Forbidden(PermissionError)           a credential whose role does not allow the call (403)
 
 Every class carries a stable ``code``, an ``exit_code`` for the CLI and an ``http_status``
 for the API; messages say what was wrong, where, what was got and what to do, and the same
@@ -40,9 +45,11 @@ __all__ = [
     "BodyTooLarge",
     "ConfigError",
     "Conflict",
+    "DistributedError",
     "FederationError",
     "FedloopError",
     "FedloopWarning",
+    "Forbidden",
     "InconsistentReplies",
     "IntegrityError",
     "InvalidInput",
@@ -50,10 +57,13 @@ __all__ = [
     "MissingExtraError",
     "NotFound",
     "PrivacyBudgetExhausted",
+    "RendezvousError",
     "RoundTimeout",
     "SchemaTooNew",
     "SignatureMismatch",
     "StoreUnavailable",
+    "Unauthenticated",
+    "WorkersFailed",
 ]
 
 
@@ -241,12 +251,49 @@ class RoundTimeout(FederationError, TimeoutError):
     code = "round_timeout"
 
 
+class DistributedError(FedloopError):
+    """Data-parallel training could not complete."""
+
+    code = "distributed_error"
+    exit_code = 11
+    http_status = 500
+
+
+class RendezvousError(DistributedError, ConnectionError):
+    """The workers' rendezvous endpoint cannot be reached, or the group did not form in time."""
+
+    code = "rendezvous_error"
+    retryable = True
+
+
+class WorkersFailed(DistributedError):
+    """A worker failed and the group ran out of restarts (or failed in a way restarts cannot fix)."""
+
+    code = "workers_failed"
+
+
 class PrivacyBudgetExhausted(FedloopError):
     """The differential-privacy budget (epsilon at the target delta) is spent."""
 
     code = "privacy_budget_exhausted"
     exit_code = 9
     http_status = 409
+
+
+class Unauthenticated(FedloopError, PermissionError):
+    """A request carries no credential, or an unknown, malformed or revoked one (HTTP 401)."""
+
+    code = "unauthenticated"
+    exit_code = 10
+    http_status = 401
+
+
+class Forbidden(FedloopError, PermissionError):
+    """A credential's role does not allow the call (HTTP 403)."""
+
+    code = "forbidden"
+    exit_code = 10
+    http_status = 403
 
 
 class FedloopWarning(UserWarning):

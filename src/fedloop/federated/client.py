@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from fedloop.core import InvalidInput, Parameters
 from fedloop.federated.messages import FitIns, FitRes
+from fedloop.federated.secagg.participant import SECURE_TASK, answer_secure_task
 from fedloop.learn import (
     columns_from_tensors,
     profile_columns,
@@ -97,13 +98,16 @@ def run_task(client: Client, ins: FitIns) -> FitRes:
     """Run the task ``ins`` asks for: a profiling task or (by default) training.
 
     Every client host (in-process, process pool, Ray actor, HTTP client) answers through this
-    one function, so a client that cannot profile refuses the task instead of training.
+    one function, so a client that cannot profile refuses the task instead of training, and
+    the stages of secure aggregation work alike over every transport.
 
     Raises
     ------
     InvalidInput
         When a profiling task reaches a client without a ``profile`` method.
     """
+    if ins.config.get("task") == SECURE_TASK:
+        return answer_secure_task(client.fit, ins)
     if ins.config.get("task") == PROFILE_TASK:
         profile = getattr(client, "profile", None)
         if profile is None:

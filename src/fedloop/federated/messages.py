@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fedloop.core import Parameters
 
-__all__ = ["FitIns", "FitOutcome", "FitRes", "payload_bytes"]
+__all__ = ["FitIns", "FitOutcome", "FitRes", "own_settings", "payload_bytes"]
 
 
 def payload_bytes(parameters: Parameters) -> int:
@@ -46,3 +46,14 @@ class FitOutcome:
     seconds: float = 0.0
     bytes_up: int = 0
     bytes_down: int = 0
+
+
+def own_settings(
+    instructions: Mapping[str, FitIns], client_ids: Sequence[str], shared: Mapping[str, Any]
+) -> dict[str, Mapping[str, Any]]:
+    """Return the settings of the clients among ``client_ids`` whose settings differ from ``shared``.
+
+    Transports send one copy of the settings most clients share and these per client (the
+    stages of secure aggregation address each client its own message).
+    """
+    return {c: instructions[c].config for c in client_ids if instructions[c].config != shared}

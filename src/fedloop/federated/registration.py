@@ -32,19 +32,36 @@ def _contributors(metadata: SqlMetadataStore, run_id: RunId) -> list[Contributor
     ]
 
 
-def _privacy(ws: Workspace, run_id: RunId) -> dict[str, Any] | None:
-    """Return the privacy cost of a DP run (from its last checkpointed ledger), else None."""
-    params = ws.metadata.get_run(run_id).params
-    if params.get("strategy") not in _DP_STRATEGIES:
+def _secure_aggregation(params: Mapping[str, str]) -> dict[str, Any] | None:
+    """Return how updates were protected in transit to the coordinator, or None if they were not."""
+    prefix = "federated.secure_aggregation."
+    if str(params.get(prefix + "enabled", "")).lower() != "true":
         return None
-    last = ws.metadata.latest_fl_round(run_id)
-    if last is None or not last.state_digest:
-        return None
-    state = decode_parameters(ws.artifacts.get_bytes(last.state_digest))
-    strategy_params = {
-        k.removeprefix("strategy."): v for k, v in params.items() if k.startswith("strategy.")
+    neighbours = params.get(prefix + "neighbours")
+    plus = neighbours not in (None, "", "None")
+    return {
+        "protocol": "secagg+" if plus else "secagg",
+        "neighbours": int(str(neighbours)) if plus else None,
+        "threshold": float(params.get(prefix + "threshold", "nan")),
+        "scale_bits": int(params.get(prefix + "scale_bits", "0")),
     }
-    return privacy_record(strategy_params, state)
+
+
+def _privacy(ws: Workspace, run_id: RunId) -> dict[str, Any] | None:
+    """Return the privacy record of a run: DP cost (from its last ledger) and secure aggregation."""
+    params = ws.metadata.get_run(run_id).params
+    secure = _secure_aggregation(params)
+    record: dict[str, Any] | None = None
+    last = ws.metadata.latest_fl_round(run_id)
+    if params.get("strategy") in _DP_STRATEGIES and last is not None and last.state_digest:
+        state = decode_parameters(ws.artifacts.get_bytes(last.state_digest))
+        strategy_params = {
+            k.removeprefix("strategy."): v for k, v in params.items() if k.startswith("strategy.")
+        }
+        record = privacy_record(strategy_params, state)
+    if secure is None:
+        return record
+    return {**(record or {}), "secure_aggregation": secure}
 
 
 def register_federated_model(
@@ -71,7 +88,8 @@ def register_federated_model(
     A run trained with differential privacy (strategy ``dpfedavg``) records its cost as the
     version's ``privacy`` (``mechanism``, ``epsilon`` at ``delta``, ``noise_multiplier``,
     ``clip_norm``, ``rounds``, ``accountant``…), read from the ledger checkpointed with the
-    run's last round, so lineage shows it.
+    run's last round, so lineage shows it. A run with secure aggregation adds
+    ``privacy["secure_aggregation"]`` (protocol secagg or secagg+, threshold, neighbours).
 
     Parameters
     ----------

@@ -160,6 +160,7 @@ class ServingState:
             max_records_per_post=plog.max_records_per_post,
             timeout_s=plog.timeout_s,
             flush_interval_s=plog.flush_interval_s,
+            api_key=plog.api_key.get_secret_value() if plog.api_key else None,
         )
         self.max_body_bytes = config.max_body_bytes
         self.access_log = config.access_log

@@ -143,6 +143,9 @@ class PayloadLog:
         Timeout of one POST.
     flush_interval_s : float, default 0.2
         Longest a record waits before it is sent.
+    api_key : str or None, default None
+        Sent as ``Authorization: Bearer <api_key>`` (a key of role ``client`` or above) when
+        the monitor asks for API keys.
 
     Notes
     -----
@@ -162,8 +165,12 @@ class PayloadLog:
         max_records_per_post: int = 500,
         timeout_s: float = 2.0,
         flush_interval_s: float = 0.2,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
         self.fraction_sampled = fraction_sampled if url else 0.0
         self.queue_size = queue_size
         self.max_records_per_post = max_records_per_post
@@ -319,11 +326,15 @@ class PayloadLog:
         try:
             body = encode_body(batches, feedback)
             connection = self._connect()
-            connection.request(
-                "POST", target, body=body, headers={"content-type": "application/json"}
-            )
+            connection.request("POST", target, body=body, headers=self._headers)
             response = connection.getresponse()
             response.read()
+            if response.status in (401, 403):
+                raise ValueError(
+                    f"the monitor refused the payload log's API key (HTTP {response.status}); "
+                    "set serving.payload_log.api_key (FEDLOOP_SERVING__PAYLOAD_LOG__API_KEY) "
+                    "to a key of role client or above"
+                )
             if response.status >= 300:
                 raise ValueError(f"the monitor answered HTTP {response.status}")
         except (OSError, http.client.HTTPException, ValueError, TypeError) as err:

@@ -2,12 +2,14 @@
 
 from fedloop.store.artifacts import ArtifactRef, ArtifactStore, FsspecArtifactStore, GcReport
 from fedloop.store.audit import AuditReport
+from fedloop.store.credentials import DEFAULT_CACHE_S, StoreAuthenticator, bearer_token
 from fedloop.store.gc import GC_EVENT, collect_garbage
 from fedloop.store.metadata import (
     SCHEMA_HEAD,
     AliasChange,
     AuditEvent,
     Contributor,
+    Credential,
     Dataset,
     Deployment,
     FlClientRound,
@@ -29,6 +31,7 @@ from fedloop.store.workspace import CONFIG_FILE, Workspace, load_config, open_wo
 
 __all__ = [
     "CONFIG_FILE",
+    "DEFAULT_CACHE_S",
     "GC_EVENT",
     "SCHEMA_HEAD",
     "ActiveRun",
@@ -38,6 +41,7 @@ __all__ = [
     "AuditEvent",
     "AuditReport",
     "Contributor",
+    "Credential",
     "Dataset",
     "Deployment",
     "FlClientRound",
@@ -54,8 +58,10 @@ __all__ = [
     "RegisteredModel",
     "Run",
     "SqlMetadataStore",
+    "StoreAuthenticator",
     "StoredArtifact",
     "Workspace",
+    "bearer_token",
     "check_name",
     "collect_garbage",
     "load_config",

@@ -13,12 +13,13 @@ import pytest
 
 from _graphs import NUM_FEATURES, make_graph
 from _loopback import metric, running
+from fedloop.api.auth import Access
 from fedloop.api.monitor import create_monitor_app
-from fedloop.core import MonitoringConfig, ServingConfig, resolve
+from fedloop.core import ApiConfig, MonitoringConfig, ServingConfig, resolve
 from fedloop.monitoring import Monitor, attach_reference
 from fedloop.registry import ModelRegistry
 from fedloop.serving import create_app
-from fedloop.store import Workspace, open_workspace
+from fedloop.store import StoreAuthenticator, Workspace, open_workspace
 
 MODEL = "fraud"
 
@@ -94,3 +95,45 @@ def test_bad_ingest_bodies_get_typed_errors(monitor_url: str) -> None:
     assert (big.status_code, big.json()["error"]["code"]) == (413, "body_too_large")
     assert (query.status_code, query.json()["error"]["field"]) == (422, "kind")
     assert live.json() == {"live": True}
+
+
+def test_the_payload_log_sends_its_api_key_when_the_monitor_requires_one(
+    workspace: Workspace,
+) -> None:
+    """serving.payload_log.api_key (role client) gets the payload log into a keyed monitor."""
+    # Arrange
+    registry = ModelRegistry(workspace.metadata, workspace.artifacts, workspace.project)
+    _, client_key = workspace.metadata.create_credential("api", "serving", role="client")
+    _, viewer_key = workspace.metadata.create_credential("api", "grafana", role="viewer")
+    access = Access(
+        StoreAuthenticator(workspace.metadata, "api"), ApiConfig(auth="required"), host="::1"
+    )
+    monitor = Monitor(workspace, MonitoringConfig(window_rows=200))
+    rows = np.random.default_rng(2).normal(size=(200, NUM_FEATURES)).astype(np.float32)
+
+    # Act
+    with running(create_monitor_app(monitor, access=access)) as monitor_url:
+        serving = ServingConfig(
+            models=(f"{MODEL}@champion",),
+            access_log=False,
+            payload_log={
+                "url": f"{monitor_url}/v1/monitor/ingest",
+                "flush_interval_s": 0.05,
+                "api_key": client_key,
+            },
+        )
+        with running(create_app(serving, registry)) as server, httpx.Client(timeout=10) as http:
+            for i in range(0, 200, 4):
+                http.post(
+                    f"{server}/v1/models/{MODEL}:predict",
+                    json={"instances": rows[i : i + 4].tolist()},
+                )
+        with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {viewer_key}"}) as http:
+            for _ in range(100):
+                answer = http.get(f"{monitor_url}/v1/monitor/models/{MODEL}/windows")
+                if answer.json()["windows"]:
+                    break
+                time.sleep(0.05)
+
+    # Assert
+    assert [w["rows"] for w in answer.json()["windows"]] == [200]

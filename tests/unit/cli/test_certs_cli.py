@@ -84,14 +84,32 @@ def test_server_certificate_is_signed_and_names_the_serve_flags(
 
 
 def test_client_certificate(runner: CliRunner, certs_dir: Path) -> None:
-    """Client issues a clientAuth certificate named after the client."""
+    """Client issues a clientAuth certificate named after the client and says how to use it."""
     result = _run(runner, "client", "--dir", str(certs_dir), "--name", "bank-001")
 
     assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "--tls-cert bank-001.pem --tls-key bank-001-key.pem" in output
+    assert "--client-ca" in output
     shown = _run(runner, "show", str(certs_dir / "bank-001.pem"), "--format", "json")
     data = json.loads(shown.stdout)
     assert data["subject"] == "CN=bank-001"
     assert data["extended_key_usage"] == ["clientAuth"]
+
+
+def test_default_folder_is_the_workspace_one_that_serve_uses(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --dir, the CA lives in <project.dir>/certs, where `federated serve` looks."""
+    monkeypatch.chdir(tmp_path)
+
+    init = _run(runner, "init")
+    issued = _run(runner, "client", "--name", "bank-001")
+
+    assert init.exit_code == 0, init.output
+    assert issued.exit_code == 0, issued.output
+    folder = tmp_path / ".fedloop" / "certs"
+    assert {p.name for p in folder.iterdir()} >= {"ca.pem", "ca-key.pem", "bank-001.pem"}
 
 
 def test_show_json_says_the_ca_is_a_ca(runner: CliRunner, certs_dir: Path) -> None:

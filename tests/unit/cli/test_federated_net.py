@@ -29,7 +29,12 @@ from fedloop.core import (
 from fedloop.federated.coordinator import Coordinator
 from fedloop.federated.datafiles import load_table
 from fedloop.federated.strategies import FedAvg
-from fedloop.federated.transports import run_http_client
+from fedloop.federated.transports import (
+    issue_certificate,
+    make_ca,
+    run_http_client,
+    write_pem_files,
+)
 from fedloop.registry import CHAMPION
 from fedloop.store import Workspace, open_workspace
 
@@ -72,10 +77,10 @@ def _silo_csv(path: Path, seed: int, rows: int = 60) -> Path:
 
 
 def _torch_client(path: Path, client_id: str) -> Any:
-    from fedloop.cli.federated_net import _adapter_factory
+    from fedloop.cli._federated_models import adapter_factory
     from fedloop.federated.client import AdapterClient
 
-    _, make = _adapter_factory("mlp:4,3")
+    _, make = adapter_factory("mlp:4,3")
     x, y = load_table(path, label="is_fraud")
     return AdapterClient(client_id, make, x, y)
 
@@ -230,22 +235,51 @@ def test_serve_command_refuses_a_bad_model_name_before_serving(
     assert not (tmp_path / "t.json").exists()
 
 
-def test_serve_command_enrolls_and_refuses_public_host_without_tls(
+def test_serve_command_enrolls_and_refuses_contradicting_tls_flags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--enroll refuses an existing token file; a public --host needs --tls-cert."""
+    """--enroll refuses an existing token file; --tls with --insecure-plaintext is refused."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "old.json").write_text("{}")
     base = "federated serve --model mlp:4,3 --port 0"
     existing = CliRunner().invoke(app, [*base.split(), "--token-file", "old.json", "--enroll", "2"])
-    public = CliRunner().invoke(
-        app, [*base.split(), "--token-file", "new.json", "--enroll", "2", "--host", "0.0.0.0"]
+    both = CliRunner().invoke(
+        app,
+        [
+            *base.split(),
+            "--token-file",
+            "new.json",
+            "--enroll",
+            "2",
+            "--tls",
+            "--insecure-plaintext",
+        ],
     )
     assert isinstance(existing.exception, ConfigError)
     assert existing.exception.field == "token_file"
-    assert isinstance(public.exception, ConfigError)
-    assert "--tls-cert" in (public.exception.hint or "")
+    assert isinstance(both.exception, ConfigError)
+    assert both.exception.field == "tls"
     assert not (tmp_path / "new.json").exists()
+
+
+def test_serve_command_with_tls_makes_the_workspace_ca_and_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--tls on loopback makes .fedloop/certs/ca.pem and tells clients to pass it as --ca-file."""
+    monkeypatch.chdir(tmp_path)
+    write_pem_files(tmp_path / "clients", "ca", *make_ca("clients CA"))
+    args = "federated serve --model mlp:4,3 --port 0 --token-file t.json --enroll 2 --tls"
+    args += " --client-ca clients/ca.pem --wait-timeout 0.2"
+
+    result = CliRunner().invoke(app, args.split())
+
+    assert isinstance(result.exception, RoundTimeout)
+    ca_file = tmp_path / ".fedloop" / "certs" / "ca.pem"
+    assert ca_file.is_file()
+    stderr = " ".join(result.stderr.split())  # rich wraps long lines
+    assert f"--ca-file {ca_file}" in stderr
+    assert "Coordinator at https://127.0.0.1:" in stderr
+    assert "Clients must present a certificate from clients/ca.pem" in stderr
 
 
 def test_serve_command_times_out_without_clients(
@@ -292,6 +326,42 @@ def test_client_command_trains_until_the_run_is_over(
     done.result(timeout=30)
     assert "answered 2 tasks" in result.stderr
     assert "round 2: submitted, 60 examples" in result.stderr
+
+
+def test_client_command_presents_its_certificate_to_an_mtls_coordinator(
+    harness: Harness, tmp_path: Path, workspace: Callable[[str], Workspace]
+) -> None:
+    """`client --ca-file --tls-cert --tls-key` trains against a coordinator requiring mTLS."""
+    # Arrange
+    data = _silo_csv(tmp_path / "silo.csv", seed=0)
+    (tmp_path / "tokens.json").write_text(json.dumps(TOKENS))
+    ca = make_ca("clients CA")
+    write_pem_files(tmp_path / "pki", "ca", *ca)
+    cert, key = write_pem_files(
+        tmp_path / "pki", "c2", *issue_certificate(*ca, common_name="c2", client=True)
+    )
+    transport = harness.serve(client_ca=tmp_path / "pki" / "ca.pem", tls_dir=tmp_path / "srv")
+    ws = workspace("ws")
+    initial = _torch_client(data, "c2").adapter_factory(0).get_parameters()
+
+    def coordinate() -> None:
+        transport.wait_for_clients(1, timeout_s=60)
+        coordinator = _coordinator(ws, transport, num_rounds=1)
+        coordinator.run(coordinator.start(ws.project.id, initial))
+        transport.close()
+
+    done = harness.pool.submit(coordinate)
+    args = f"federated client --server {transport.url} --client-id c2 --token-file "
+    args += f"{tmp_path / 'tokens.json'} --data {data} --model mlp:4,3 --poll-wait 1 "
+    args += f"--ca-file {transport.ca_file} --tls-cert {cert} --tls-key {key}"
+
+    # Act
+    result = CliRunner().invoke(app, args.split())
+
+    # Assert
+    assert result.exit_code == 0, result.output
+    done.result(timeout=30)
+    assert "round 1: submitted, 60 examples" in result.stderr
 
 
 @pytest.mark.parametrize(

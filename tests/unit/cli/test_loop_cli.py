@@ -81,7 +81,8 @@ def test_up_hands_its_config_to_the_control_plane_under_the_same_names() -> None
     from fedloop.cli import up
 
     # Assert
-    assert (up._CONTROL_CONFIG_ENV, up._SERVING_URL_ENV) == (
+    assert (up._CONTROL_CONFIG_ENV, up._SERVING_URL_ENV, up._SERVING_KEY_ENV) == (
         control.CONTROL_CONFIG_ENV,
         control.SERVING_URL_ENV,
+        control.SERVING_KEY_ENV,
     )

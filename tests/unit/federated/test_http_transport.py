@@ -489,7 +489,7 @@ def test_stale_round_and_duplicate_commit_are_409(harness: Harness) -> None:
     # Assert
     assert first.status_code == 200
     assert second.status_code == 409
-    assert "already has an outcome" in second.text
+    assert "replayed commit" in second.text
     assert stale.status_code == future.status_code == 409
     assert "not open" in stale.json()["error"]["message"]
     assert {o.client_id: o.result is not None for o in outcomes} == {"c0": True, "c1": False}

@@ -282,6 +282,25 @@ def test_ray_run_matches_in_process_run(backend: Any, ws: Workspace) -> None:
     assert {c.status for _, c in rows} == {"ok"}
 
 
+def test_secure_rounds_on_ray_match_plain_fedavg(backend: Any, ws: Workspace) -> None:
+    """Secure aggregation's per-client stage messages reach each client on its actor."""
+    # Arrange
+    config = FederatedConfig(
+        num_rounds=1,
+        secure_aggregation={"enabled": True},  # type: ignore[arg-type]
+    )
+    coordinator = Coordinator(
+        backend, FedAvg(), config=config, metadata=ws.metadata, artifacts=ws.artifacts
+    )
+
+    # Act
+    final = coordinator.run(coordinator.start(ws.project.id, INITIAL))
+
+    # Assert: every ShiftClient moves every weight by 1.0 (the broken client is left out)
+    for name, value in INITIAL.items():
+        np.testing.assert_allclose(final[name], value + 1.0, atol=1e-6, rtol=0)
+
+
 def test_factory_the_actors_cannot_import_is_refused(backend: Any) -> None:
     """A factory module missing in the actors raises InvalidInput naming the factory."""
     # Arrange

@@ -139,3 +139,45 @@ def test_fraud_simulation_registers_its_model_with_lineage(ws: Workspace) -> Non
         (f"bank-{i:03d}", (1,)) for i in range(3)
     ]
     assert "auc" in mv.metrics
+
+
+def test_a_secure_dp_run_records_both_protections_in_lineage(
+    ws: Workspace, adapter: TorchAdapter
+) -> None:
+    """A dpfedavg run under SecAgg+ has epsilon and the protocol on its version."""
+    # Arrange
+    from fedloop.federated.strategies import DPFedAvg
+
+    clients = {f"bank-{i}": ShiftClient(0.01 * (i + 1), examples=10) for i in range(5)}
+    config = FederatedConfig(
+        num_rounds=2,
+        secure_aggregation={"enabled": True, "neighbours": 2},  # type: ignore[arg-type]
+    )
+    coordinator = Coordinator(
+        InProcessTransport(clients),  # type: ignore[arg-type]
+        DPFedAvg(noise_multiplier=1.0, clip_norm=0.5, seed=1),
+        config=config,
+        metadata=ws.metadata,
+        artifacts=ws.artifacts,
+    )
+    initial = adapter.get_parameters()
+    run_id = coordinator.start(ws.project.id, initial)
+    final = coordinator.run(run_id)
+    adapter.set_parameters(final)
+
+    # Act
+    mv = register_federated_model(
+        ws, "bank-fl", run_id=run_id, weights=final, onnx_model=adapter.to_onnx()
+    )
+
+    # Assert
+    assert mv.privacy is not None
+    assert mv.privacy["mechanism"] == "dp-fedavg"
+    assert mv.privacy["epsilon"] > 0
+    assert mv.privacy["secure_aggregation"] == {
+        "protocol": "secagg+",
+        "neighbours": 2,
+        "threshold": 0.5,
+        "scale_bits": 20,
+    }
+    assert [c.num_examples for c in mv.contributors] == [0] * 5  # sizes stayed in the sum

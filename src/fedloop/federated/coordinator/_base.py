@@ -22,6 +22,7 @@ from fedloop.core import (
     RunId,
     decode_parameters,
     encode_parameters,
+    flatten_config,
     validate_parameters,
 )
 from fedloop.federated.coordinator.validation import check_update
@@ -188,6 +189,8 @@ class CoordinatorBase:
         evaluate_fn: EvaluateFn | None = None,
         on_round: RoundCallback | None = None,
     ) -> None:
+        if config.secure_aggregation.enabled:
+            strategy.check_secure()
         self.transport = transport
         self.strategy = strategy
         self.config = config
@@ -235,7 +238,7 @@ class CoordinatorBase:
         params = validate_parameters(initial_parameters, field="initial_parameters")
         run_config = self._run_config()
         flat = {
-            **{f"federated.{k}": v for k, v in run_config["federated"].items()},
+            **flatten_config({"federated": run_config["federated"]}),
             "strategy": self.strategy.name,
             **{f"strategy.{k}": v for k, v in run_config["strategy"]["params"].items()},
         }

@@ -29,6 +29,7 @@ from fedloop.federated.coordinator._base import (
     select_clients,
 )
 from fedloop.federated.coordinator.asynchronous import AsyncCoordinator, concurrent_fit
+from fedloop.federated.coordinator.secure import run_secure_round
 from fedloop.federated.messages import FitIns, FitOutcome
 from fedloop.federated.strategies.base import ClientUpdate
 from fedloop.store import FlClientRound
@@ -152,21 +153,31 @@ class Coordinator(CoordinatorBase):
             seed=cfg.seed,
             num=math.ceil(wanted * (1 + cfg.over_selection)),
         )
-        settings = {"local_epochs": cfg.local_epochs, **self.strategy.configure_train(round_num)}
-        instructions = {c: FitIns(round_num, params, settings) for c in selected}
-        outcomes = (
-            self.transport.fit(
-                round_num, instructions, timeout_s=cfg.round_timeout_s, enough=wanted
+        if cfg.secure_aggregation.enabled and selected:
+            new_params, status, rows, participants, extra = self._secure(
+                run_id, round_num, params, selected, wanted
             )
-            if selected
-            else []
-        )
-        accepted, rows = self._screen(outcomes, params, round_num, wanted)
-        if len(accepted) >= cfg.min_clients:
-            new_params = self.strategy.aggregate_train(round_num, params, accepted)
-            status = "completed"
+            accepted: list[ClientUpdate] = []
         else:
-            new_params, status = params, "skipped"
+            settings = {
+                "local_epochs": cfg.local_epochs,
+                **self.strategy.configure_train(round_num),
+            }
+            instructions = {c: FitIns(round_num, params, settings) for c in selected}
+            outcomes = (
+                self.transport.fit(
+                    round_num, instructions, timeout_s=cfg.round_timeout_s, enough=wanted
+                )
+                if selected
+                else []
+            )
+            accepted, rows = self._screen(outcomes, params, round_num, wanted)
+            participants, extra = [u.client_id for u in accepted], {}
+            if len(accepted) >= cfg.min_clients:
+                new_params = self.strategy.aggregate_train(round_num, params, accepted)
+                status = "completed"
+            else:
+                new_params, status = params, "skipped"
         metrics = round_metrics(
             accepted,
             dropouts=sum(1 for r in rows if r.status in ("failed", "timeout", "rejected")),
@@ -175,8 +186,9 @@ class Coordinator(CoordinatorBase):
             params=new_params,
             evaluate_fn=self.evaluate_fn,
             started=started,
-            extra=self.strategy.round_metrics(),
+            extra={**extra, **self.strategy.round_metrics()},
         )
+        metrics["participants"] = float(len(participants))
         self._checkpoint(
             run_id,
             round_num,
@@ -190,11 +202,36 @@ class Coordinator(CoordinatorBase):
             round_num=round_num,
             status=status,
             metrics=metrics,
-            participants=[u.client_id for u in accepted],
+            participants=participants,
             dropped={r.client_id: r.reason or r.status for r in rows if r.status != "ok"},
             seconds=time.perf_counter() - started,
         )
         return new_params, report
+
+    def _secure(
+        self,
+        run_id: RunId,
+        round_num: int,
+        params: Parameters,
+        selected: Sequence[str],
+        wanted: int,
+    ) -> tuple[Parameters, str, list[FlClientRound], list[str], dict[str, float]]:
+        """Run the round under secure aggregation; return model, status, rows, who, metrics."""
+        result = run_secure_round(
+            self.transport,
+            self.strategy,
+            self.config,
+            run_id=str(run_id),
+            round_num=round_num,
+            params=params,
+            selected=selected,
+            wanted=wanted,
+        )
+        total = result.total
+        if total is None or total.count < self.config.min_clients:
+            return params, "skipped", result.rows, [], result.metrics
+        new_params = self.strategy.aggregate_secure(round_num, params, total)
+        return new_params, "completed", result.rows, result.survivors, result.metrics
 
     def _screen(
         self, outcomes: Sequence[FitOutcome], params: Parameters, round_num: int, wanted: int

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -62,8 +61,7 @@ def clip_update(delta: Delta, clip_norm: float) -> tuple[Delta, float]:
 
 
 def noisy_unclipped_fraction(
-    norms: Sequence[float],
-    clip_norm: float,
+    unclipped: float,
     *,
     count_stddev: float,
     num_expected: float,
@@ -77,10 +75,9 @@ def noisy_unclipped_fraction(
 
     Parameters
     ----------
-    norms : sequence of float
-        The clients' update norms before clipping.
-    clip_norm : float
-        The clip norm used this round.
+    unclipped : float
+        How many clients' updates were within the clip norm (the sum of their bits, which
+        secure aggregation can compute without revealing any one bit).
     count_stddev : float
         ``sigma_b``, the noise on the count (0 for none).
     num_expected : float
@@ -93,9 +90,8 @@ def noisy_unclipped_fraction(
     float
         The noisy fraction (may fall outside [0, 1]).
     """
-    count = float(sum(1 for n in norms if n <= clip_norm))
     noise = float(rng.normal(0.0, count_stddev)) if count_stddev > 0 else 0.0
-    return (count + noise) / num_expected
+    return (float(unclipped) + noise) / num_expected
 
 
 def update_clip_norm(

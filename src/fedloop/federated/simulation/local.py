@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from fedloop.core import InvalidInput, StoreUnavailable, decode_parameters, encode_parameters
-from fedloop.federated.messages import FitIns, FitOutcome, FitRes
+from fedloop.federated.messages import FitIns, FitOutcome, FitRes, own_settings
 from fedloop.federated.wire import read_frame, write_frame
 
 __all__ = ["LocalBackend"]
@@ -79,7 +79,12 @@ class _Worker:
         self.proc = None
 
     def run_round(
-        self, round_num: int, clients: list[str], payload: bytes, config: Mapping[str, Any]
+        self,
+        round_num: int,
+        clients: list[str],
+        payload: bytes,
+        config: Mapping[str, Any],
+        own: Mapping[str, Mapping[str, Any]],
     ) -> list[FitOutcome]:
         with self.lock:
             request: dict[str, Any] = {
@@ -88,6 +93,8 @@ class _Worker:
                 "clients": clients,
                 "config": dict(config),
             }
+            if own:
+                request["client_config"] = {c: dict(v) for c, v in own.items()}
             first: tuple[dict[str, Any], bytes] | None = None
             for attempt in (1, 2):
                 try:
@@ -242,10 +249,14 @@ class LocalBackend:
         for client_id in sorted(instructions):
             by_worker.setdefault(self._home[client_id], []).append(client_id)
         futures = {
-            self._pool.submit(self._workers[w].run_round, round_num, ids, payload, first.config): (
-                w,
+            self._pool.submit(
+                self._workers[w].run_round,
+                round_num,
                 ids,
-            )
+                payload,
+                first.config,
+                own_settings(instructions, ids, first.config),
+            ): (w, ids)
             for w, ids in by_worker.items()
         }
         done, pending = wait(futures, timeout=timeout_s)

@@ -18,7 +18,7 @@ from fedloop.core import (
     encode_parameters,
     require,
 )
-from fedloop.federated.messages import FitIns, FitOutcome, FitRes
+from fedloop.federated.messages import FitIns, FitOutcome, FitRes, own_settings
 from fedloop.federated.simulation.worker import ClientHost, load_factory
 
 __all__ = ["RayBackend"]
@@ -376,6 +376,7 @@ class _Round:
         self.size_down = len(payload)
         self.payload_ref = self.ray.put(payload)  # the one copy of the model this round
         self.config = dict(first.config)
+        self.own = own_settings(instructions, list(instructions), first.config)
         self.pings: dict[int, Any] = {}
         self.queues: dict[int, deque[tuple[Any, str]]] = {}
         self.outcomes: dict[str, FitOutcome] = {}
@@ -391,7 +392,12 @@ class _Round:
         actor = self.backend._ensure(index)
         self.pings[index] = actor.ping.remote()
         self.queues[index] = deque(
-            (actor.fit.remote(c, self.round_num, self.config, [self.payload_ref]), c)
+            (
+                actor.fit.remote(
+                    c, self.round_num, dict(self.own.get(c, self.config)), [self.payload_ref]
+                ),
+                c,
+            )
             for c in client_ids
         )
 

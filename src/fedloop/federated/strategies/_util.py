@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedloop.core import AggregationError, InvalidInput, Parameters
-from fedloop.federated.strategies.base import ClientUpdate, weighted_average
+from fedloop.federated.strategies.base import ClientUpdate, SecureSum, weighted_average
 
 _HINT = "Pass it to the strategy's constructor or set it under [strategy.params] in fedloop.toml."
 
@@ -220,3 +220,33 @@ def _counter(value: int) -> npt.NDArray[np.generic]:
 def _prefixed(state: Mapping[str, npt.NDArray[np.generic]], prefix: str) -> Parameters:
     """Return the entries whose key starts with ``prefix``, keyed by the rest, in order."""
     return OrderedDict((k[len(prefix) :], a) for k, a in state.items() if k.startswith(prefix))
+
+
+def _mean_from_sum(
+    current: Parameters, total: SecureSum
+) -> OrderedDict[str, npt.NDArray[np.float64]]:
+    """Return ``x + delta_sum / weight_sum`` in ``current``'s order, in float64.
+
+    Raises
+    ------
+    AggregationError
+        When the tensors do not match ``current`` or the weights sum to zero.
+    """
+    if total.weight_sum <= 0:
+        raise AggregationError(
+            "the secure sum's weights add up to zero (every client reported 0 examples).",
+            field="num_examples",
+        )
+    if list(total.delta_sum) != list(current) or any(
+        total.delta_sum[n].shape != a.shape for n, a in current.items()
+    ):
+        raise AggregationError(
+            "the secure sum does not match the global model's tensors.", field="delta_sum"
+        )
+    return OrderedDict(
+        (
+            name,
+            array.astype(np.float64) + total.delta_sum[name].astype(np.float64) / total.weight_sum,
+        )
+        for name, array in current.items()
+    )

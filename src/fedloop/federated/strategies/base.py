@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from fedloop.core import AggregationError, Parameters
+from fedloop.core import AggregationError, ConfigError, Parameters
 
-__all__ = ["ClientUpdate", "Strategy", "weighted_average"]
+__all__ = ["ClientUpdate", "SecureSum", "Strategy", "weighted_average"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,30 @@ class ClientUpdate:
     num_examples: int
     metrics: Mapping[str, float] = field(default_factory=dict)
     base_round: int = 0
+
+
+@dataclass(frozen=True)
+class SecureSum:
+    """All that secure aggregation reveals of one round: sums over the surviving clients.
+
+    Attributes
+    ----------
+    delta_sum : Parameters
+        ``sum_i w_i * (x_i - x)`` per tensor, in float64 (``x_i`` client ``i``'s model after
+        training, ``x`` the global model it started from; clipped first when the rule asks
+        clients to clip).
+    weight_sum : float
+        ``sum_i w_i``: examples for example-weighted rules, the number of clients otherwise.
+    count : int
+        How many clients are in the sum.
+    unclipped : float
+        How many clients' updates were within the clip norm (``count`` without clipping).
+    """
+
+    delta_sum: Parameters
+    weight_sum: float
+    count: int
+    unclipped: float
 
 
 def weighted_average(tensors: Sequence[Parameters], weights: Sequence[float]) -> Parameters:
@@ -117,6 +141,43 @@ class Strategy(ABC):
         AggregationError
             When the updates cannot be combined.
         """
+
+    # -- secure aggregation ------------------------------------------------------------------
+    #: How each client weights its update under secure aggregation: ``"examples"`` (FedAvg's
+    #: ``n_i``) or ``"uniform"``; None for rules that need every update on its own (robust
+    #: and asynchronous rules), which cannot run with secure aggregation.
+    secure_weighting: ClassVar[str | None] = None
+
+    def check_secure(self) -> None:
+        """Raise ConfigError unless this rule can aggregate sums (secure aggregation)."""
+        if self.secure_weighting is None:
+            raise ConfigError(
+                f"strategy {self.name!r} needs every client's update on its own, so it cannot "
+                "run with secure aggregation (the coordinator only sees the sum).",
+                field="federated.secure_aggregation.enabled",
+                value=True,
+                hint="Use fedavg, fedprox, fedadam, fedyogi, fedadagrad or dpfedavg with "
+                "secure aggregation, or turn secure aggregation off.",
+            )
+
+    def secure_client_settings(self, round_num: int) -> dict[str, Any]:
+        """Return what clients apply to their update before masking it (e.g. a clip norm)."""
+        return {}
+
+    def aggregate_secure(self, round_num: int, current: Parameters, total: SecureSum) -> Parameters:
+        """Return the next global model from the sum of this round's weighted updates.
+
+        Raises
+        ------
+        ConfigError
+            For a rule that cannot aggregate sums.
+        AggregationError
+            When the sum does not match ``current`` or its weights sum to zero.
+        """
+        self.check_secure()
+        raise NotImplementedError(
+            f"{type(self).__name__} sets secure_weighting but does not implement aggregate_secure."
+        )
 
     def state_dict(self) -> dict[str, npt.NDArray[np.generic]]:
         """Return server-side state as named arrays (checkpointed with the model)."""

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from fedloop.core import InvalidInput, Parameters, PrivacyBudgetExhausted
+from fedloop.core import AggregationError, InvalidInput, Parameters, PrivacyBudgetExhausted
 from fedloop.federated.privacy import (
     CLIP_NORM_KEY,
     LEDGER_KEY,
@@ -26,11 +26,14 @@ from fedloop.federated.strategies._util import (
     _check_updates,
     _invalid,
     _is_float,
+    _mean_from_sum,
     _weighted_mean,
 )
-from fedloop.federated.strategies.base import ClientUpdate, Strategy
+from fedloop.federated.strategies.base import ClientUpdate, SecureSum, Strategy
 
 __all__ = ["DPFedAvg"]
+
+_Sums = OrderedDict[str, npt.NDArray[np.float64]]
 
 
 class DPFedAvg(Strategy):
@@ -101,6 +104,7 @@ class DPFedAvg(Strategy):
     """
 
     name: ClassVar[str] = "dpfedavg"
+    secure_weighting: ClassVar[str | None] = "uniform"
 
     def __init__(
         self,
@@ -273,27 +277,19 @@ class DPFedAvg(Strategy):
         self._check_budget(round_num)
         floats = [name for name, array in current.items() if _is_float(array)]
         clip = self.current_clip_norm
-        total: OrderedDict[str, npt.NDArray[np.float64]] = OrderedDict(
+        total: _Sums = OrderedDict(
             (name, np.zeros(current[name].shape, dtype=np.float64)) for name in floats
         )
-        norms: list[float] = []
+        unclipped = 0
         for update in ordered:
             delta = OrderedDict(
                 (n, update.parameters[n].astype(np.float64) - current[n].astype(np.float64))
                 for n in floats
             )
             clipped, norm = clip_update(delta, clip)
-            norms.append(norm)
+            unclipped += norm <= clip
             for name in floats:
                 total[name] += clipped[name]
-        denominator = float(self.expected_clients_per_round or len(ordered))
-        rng = (
-            np.random.default_rng([self.seed, round_num])
-            if self.seed is not None
-            else np.random.default_rng()
-        )
-        stddev = self._model_noise_multiplier * clip / denominator
-        out: Parameters = OrderedDict()
         others = [name for name in current if name not in total]
         rounded = (
             _weighted_mean(
@@ -303,6 +299,66 @@ class DPFedAvg(Strategy):
             if others
             else OrderedDict()
         )
+        return self._noised_step(
+            round_num, current, total, rounded, unclipped=unclipped, received=len(ordered)
+        )
+
+    def secure_client_settings(self, round_num: int) -> dict[str, Any]:
+        """Ask clients to clip their floating-point update to the current clip norm."""
+        return {"clip_norm": float(self.current_clip_norm)}
+
+    def aggregate_secure(self, round_num: int, current: Parameters, total: SecureSum) -> Parameters:
+        """Noise the secure sum of the clients' clipped updates, as :meth:`aggregate_train` does.
+
+        Clients clipped their own updates (:meth:`secure_client_settings`) and weighted them
+        uniformly, so the sum is exactly the one :meth:`aggregate_train` would form; the count
+        of unclipped clients for adaptive clipping comes summed the same way.
+
+        Raises
+        ------
+        AggregationError
+            When the sum does not match ``current`` or holds no client.
+        PrivacyBudgetExhausted
+            When this round would take epsilon above ``target_epsilon``.
+        """
+        if total.count < 1:
+            raise AggregationError("no updates to aggregate.", field="updates")
+        self._check_budget(round_num)
+        mean = _mean_from_sum(current, total)
+        floats: _Sums = OrderedDict(
+            (name, total.delta_sum[name].astype(np.float64))
+            for name, a in current.items()
+            if _is_float(a)
+        )
+        rounded: Parameters = OrderedDict(
+            (name, _cast_like(mean[name], a.dtype))
+            for name, a in current.items()
+            if not _is_float(a)
+        )
+        return self._noised_step(
+            round_num, current, floats, rounded, unclipped=total.unclipped, received=total.count
+        )
+
+    def _noised_step(
+        self,
+        round_num: int,
+        current: Parameters,
+        total: _Sums,
+        rounded: Parameters,
+        *,
+        unclipped: float,
+        received: int,
+    ) -> Parameters:
+        """Add noise to the sum of clipped float updates, step, adapt the clip and charge."""
+        clip = self.current_clip_norm
+        denominator = float(self.expected_clients_per_round or received)
+        rng = (
+            np.random.default_rng([self.seed, round_num])
+            if self.seed is not None
+            else np.random.default_rng()
+        )
+        stddev = self._model_noise_multiplier * clip / denominator
+        out: Parameters = OrderedDict()
         for name, array in current.items():
             if name not in total:
                 out[name] = rounded[name]
@@ -313,8 +369,7 @@ class DPFedAvg(Strategy):
             out[name] = _cast_like(array.astype(np.float64) + step, array.dtype)
         if self.adaptive_clipping:
             fraction = noisy_unclipped_fraction(
-                norms,
-                clip,
+                unclipped,
                 count_stddev=self._count_stddev() if self.noise_multiplier > 0 else 0.0,
                 num_expected=denominator,
                 rng=rng,

@@ -7,8 +7,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from fedloop.core import Parameters
-from fedloop.federated.strategies._util import _check_updates, _example_weights, _weighted_mean
-from fedloop.federated.strategies.base import ClientUpdate, Strategy
+from fedloop.federated.strategies._util import (
+    _cast_like,
+    _check_updates,
+    _example_weights,
+    _mean_from_sum,
+    _weighted_mean,
+)
+from fedloop.federated.strategies.base import ClientUpdate, SecureSum, Strategy
 
 __all__ = ["FedAvg"]
 
@@ -36,6 +42,7 @@ class FedAvg(Strategy):
     """
 
     name: ClassVar[str] = "fedavg"
+    secure_weighting: ClassVar[str | None] = "examples"
 
     def get_params(self) -> dict[str, Any]:
         """Return the constructor arguments: ``{}``."""
@@ -69,3 +76,14 @@ class FedAvg(Strategy):
         ordered = _check_updates(current, updates)
         averaged = _weighted_mean([u.parameters for u in ordered], _example_weights(ordered))
         return OrderedDict((name, averaged[name]) for name in current)
+
+    def aggregate_secure(self, round_num: int, current: Parameters, total: SecureSum) -> Parameters:
+        """Return the example-weighted average from its secure sum (the same rule, summed).
+
+        Raises
+        ------
+        AggregationError
+            When the sum does not match ``current`` or its weights sum to zero.
+        """
+        mean = _mean_from_sum(current, total)
+        return OrderedDict((name, _cast_like(mean[name], a.dtype)) for name, a in current.items())

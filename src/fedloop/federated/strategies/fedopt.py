@@ -12,16 +12,18 @@ import numpy.typing as npt
 
 from fedloop.core import AggregationError, InvalidInput, Parameters
 from fedloop.federated.strategies._util import (
+    _cast_like,
     _check_number,
     _check_updates,
     _counter,
     _example_weights,
     _is_float,
+    _mean_from_sum,
     _prefixed,
     _scalar,
     _weighted_mean,
 )
-from fedloop.federated.strategies.base import ClientUpdate, Strategy
+from fedloop.federated.strategies.base import ClientUpdate, SecureSum, Strategy
 
 __all__ = ["FedAdagrad", "FedAdam", "FedYogi"]
 
@@ -38,6 +40,8 @@ class _FedOpt(Strategy):
     (the paper's ``v_{-1} >= tau^2``). Integer and boolean tensors are not optimized: they
     take the rounded example-weighted average, as in :class:`FedAvg`.
     """
+
+    secure_weighting: ClassVar[str | None] = "examples"
 
     def __init__(self, eta: float, *, beta_1: float, tau: float) -> None:
         _check_number(eta, field="eta", low=0.0, low_open=True)
@@ -102,6 +106,24 @@ class _FedOpt(Strategy):
         """
         ordered = _check_updates(current, updates)
         average = _weighted_mean([u.parameters for u in ordered], _example_weights(ordered))
+        return self._optimizer_step(current, average)
+
+    def aggregate_secure(self, round_num: int, current: Parameters, total: SecureSum) -> Parameters:
+        """Take the optimizer step along the example-weighted change given by its secure sum.
+
+        Raises
+        ------
+        AggregationError
+            When the sum or the optimizer state does not match ``current``.
+        """
+        mean = _mean_from_sum(current, total)
+        average = OrderedDict(
+            (name, mean[name] if _is_float(a) else _cast_like(mean[name], a.dtype))
+            for name, a in current.items()
+        )
+        return self._optimizer_step(current, average)
+
+    def _optimizer_step(self, current: Parameters, average: Parameters) -> Parameters:
         if not self._ready:
             self.initialize(current)
         self._check_state(current)

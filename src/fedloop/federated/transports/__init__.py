@@ -11,6 +11,8 @@ import typing as _typing
 
 from fedloop.core import lazy_exports as _lazy_exports
 from fedloop.federated.transports._auth import (
+    Authenticator,
+    TokenTable,
     check_client_id,
     generate_tokens,
     read_client_token,
@@ -31,9 +33,11 @@ if _typing.TYPE_CHECKING:
     from fedloop.federated.transports.http_client import ClientReport, run_http_client
 
 __all__ = [
+    "Authenticator",
     "ClientReport",
     "HttpTransport",
     "InProcessTransport",
+    "TokenTable",
     "Transport",
     "check_client_id",
     "describe_certificate",

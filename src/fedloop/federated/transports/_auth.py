@@ -10,11 +10,13 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from fedloop.core import ConfigError, Conflict
 
 __all__ = [
     "CLIENT_ID_PATTERN",
+    "Authenticator",
     "TokenTable",
     "check_client_id",
     "generate_tokens",
@@ -41,6 +43,20 @@ def check_client_id(client_id: str, *, field: str = "client_id") -> str:
             value=client_id,
         )
     return client_id
+
+
+@runtime_checkable
+class Authenticator(Protocol):
+    """Who a client is, from its ``Authorization`` header: what the HTTP transport asks.
+
+    Implemented by :class:`TokenTable` (a fixed token file) and by
+    :class:`fedloop.store.StoreAuthenticator` (the store's ``client`` credentials, which
+    ``fedloop federated tokens`` creates and revokes while the coordinator runs).
+    """
+
+    def authenticate(self, authorization: str | None) -> str | None:
+        """Return the client id an ``Authorization`` header value belongs to, or None."""
+        ...
 
 
 class TokenTable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import time
@@ -22,9 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fedloop.core import FedloopError, InvalidInput, Parameters, decode_parameters
 from fedloop.federated.messages import FitRes
 from fedloop.federated.transports._http_rounds import HttpError, RoundBoard, too_large
+from fedloop.federated.transports._http_tls import PEER_CERT_STATE, peer_identities
 
 __all__ = ["MAX_COMMIT_BYTES", "Waker", "make_app"]
 
+#: Every refused request is logged here, at warning level, with these ``extra`` attributes:
+#: ``client_id`` (None before authentication), ``round_num`` (None where the path has none),
+#: ``status``, ``code``, ``reason`` and, for a 401, ``token_sha256`` (12 hex digits).
 logger = logging.getLogger("fedloop.federated.transports.http")
 
 #: The largest commit body accepted (a JSON header: example count and metrics).
@@ -32,6 +37,8 @@ MAX_COMMIT_BYTES = 64 << 10
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _Endpoint = Callable[[Request], Awaitable[Response]]
+#: Where :meth:`_Endpoints.authenticate` leaves the client id, for the refusal log.
+_CLIENT_SCOPE = "fedloop.client_id"
 
 
 class _Commit(BaseModel):
@@ -115,6 +122,42 @@ def _error_response(status: int, body: Mapping[str, Any]) -> JSONResponse:
     return JSONResponse({"error": full}, status_code=status, headers=headers)
 
 
+def _token_sha256(authorization: str | None) -> str | None:
+    """Return 12 hex digits of the sha256 of the credential sent: enough to match, not to use."""
+    credential = (authorization or "").partition(" ")[2].strip()
+    return hashlib.sha256(credential.encode()).hexdigest()[:12] if credential else None
+
+
+def _log_refusal(request: Request, status: int, body: Mapping[str, Any]) -> None:
+    """Log one refused request: who (client id, or peer and token digest), round, reason."""
+    client_id = request.scope.get(_CLIENT_SCOPE)
+    round_num = request.path_params.get("round_num")
+    extra = {
+        "client_id": client_id,
+        "round_num": round_num,
+        "status": status,
+        "code": body["code"],
+        "reason": body["message"],
+        "token_sha256": None,
+    }
+    who = f"client {client_id}"
+    if client_id is None:
+        extra["token_sha256"] = _token_sha256(request.headers.get("authorization"))
+        peer = request.client.host if request.client else "?"
+        who = f"{peer} (token sha256 {extra['token_sha256'] or 'none'})"
+    logger.warning(
+        "refused %s %s from %s, round %s: %d %s: %s",
+        request.method,
+        request.url.path,
+        who,
+        "-" if round_num is None else round_num,
+        status,
+        body["code"],
+        body["message"],
+        extra=extra,
+    )
+
+
 def _int_param(
     request: Request, name: str, *, low: int, high: int, default: int | None = None
 ) -> int:
@@ -160,12 +203,13 @@ def _upload_target(request: Request) -> tuple[int, str]:
 class _Endpoints:
     """The handlers: they parse and check requests, then act on the round board."""
 
-    def __init__(self, board: RoundBoard, waker: Waker) -> None:
+    def __init__(self, board: RoundBoard, waker: Waker, *, require_client_cert: bool) -> None:
         self.board = board
         self.waker = waker
+        self.require_client_cert = require_client_cert
 
     def guard(self, handler: _Endpoint) -> _Endpoint:
-        """Wrap a handler so that every error becomes the JSON error body."""
+        """Wrap a handler so that every error becomes the JSON error body and is logged."""
 
         async def endpoint(request: Request) -> Response:
             try:
@@ -180,9 +224,7 @@ class _Endpoints:
             except Exception:  # the server boundary: log it, answer 500 without a traceback
                 logger.exception("internal error serving %s %s", request.method, request.url.path)
                 status, body = 500, {"code": "internal_error", "message": "internal error."}
-            logger.warning(
-                "%s %s: %d %s", request.method, request.url.path, status, body["message"]
-            )
+            _log_refusal(request, status, body)
             return _error_response(status, body)
 
         return endpoint
@@ -201,7 +243,26 @@ class _Endpoints:
                 "Authorization",
                 "Send 'Authorization: Bearer <token>' with the token this client was enrolled with.",
             )
+        request.scope[_CLIENT_SCOPE] = client_id
+        if self.require_client_cert:
+            self._check_certificate(request, client_id)
         return client_id
+
+    @staticmethod
+    def _check_certificate(request: Request, client_id: str) -> None:
+        """Raise the 403 answer unless the TLS client certificate names ``client_id``."""
+        names = peer_identities(request.scope.get("state", {}).get(PEER_CERT_STATE))
+        if client_id not in names:
+            shown = ", ".join(sorted(names)) or "none"
+            raise HttpError(
+                403,
+                "forbidden",
+                f"the client certificate names {shown}, not client {client_id!r}, whose token "
+                "was sent.",
+                "certificate",
+                "Present the certificate issued for this client id "
+                "(`fedloop certs client --name CLIENT_ID`) together with its own token.",
+            )
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -252,32 +313,32 @@ class _Endpoints:
 
     async def commit(self, request: Request) -> Response:
         client_id = self.authenticate(request)
-        round_num = int(request.path_params["round_num"])
-        upload_id = str(request.path_params["upload_id"])
+        round_num, upload_id = _upload_target(request)
         raw = await _read_body(request, MAX_COMMIT_BYTES, "a commit body")
+        board, key = self.board, (client_id, round_num, upload_id)
         try:
             commit = _Commit.model_validate_json(raw)
             if commit.error is None and commit.num_examples is None:
                 raise ValueError("a commit needs `num_examples` (or `error`)")
         except ValueError as err:  # pydantic's ValidationError is a ValueError
             reason = f"rejected: malformed commit body: {err}".splitlines()[0]
-            self.board.record(client_id, round_num, reason)
+            board.record(*key, reason)
             raise InvalidInput(reason, field="body") from err
         if commit.error is not None:
-            self.board.record(client_id, round_num, f"client error: {commit.error}")
+            board.record(*key, f"client error: {commit.error}")
             return JSONResponse({"status": "recorded"})
-        parts, received = self.board.take_upload(client_id, round_num, upload_id)
+        parts, received = board.take_upload(*key)
         try:
             params = await run_in_threadpool(_decode, parts, client_id)
         except InvalidInput as err:
-            self.board.record(client_id, round_num, f"rejected: {err.message}", bytes_up=received)
+            board.record(*key, f"rejected: {err.message}", bytes_up=received)
             raise
         result = FitRes(params, commit.num_examples or 0, dict(commit.metrics), round_num=round_num)
-        self.board.record(client_id, round_num, result, bytes_up=received)
+        board.record(*key, result, bytes_up=received)
         return JSONResponse({"status": "recorded"})
 
 
-def make_app(board: RoundBoard, waker: Waker) -> ASGIApp:
+def make_app(board: RoundBoard, waker: Waker, *, require_client_cert: bool = False) -> ASGIApp:
     """Return the ASGI app serving ``board`` (see :mod:`fedloop.federated.transports.http`).
 
     Parameters
@@ -286,13 +347,16 @@ def make_app(board: RoundBoard, waker: Waker) -> ASGIApp:
         The round state the endpoints read and update.
     waker : Waker
         What the board calls to wake the long polls.
+    require_client_cert : bool, default False
+        Refuse (403) a token whose client is not named by the connection's TLS client
+        certificate (the server must require one: ``ServerThread(client_ca=...)``).
 
     Returns
     -------
     ASGIApp
         The Starlette app, behind the middleware that drains unread request bodies.
     """
-    endpoints = _Endpoints(board, waker)
+    endpoints = _Endpoints(board, waker, require_client_cert=require_client_cert)
     guard = endpoints.guard
     routes = [
         Route("/v1/health", guard(endpoints.health), methods=["GET"]),

@@ -12,7 +12,7 @@ from typing import Any
 
 from fedloop.core import Conflict, InvalidInput, NotFound, RoundTimeout
 from fedloop.federated.messages import FitOutcome, FitRes
-from fedloop.federated.transports._auth import TokenTable
+from fedloop.federated.transports._auth import Authenticator
 
 __all__ = ["HttpError", "Round", "RoundBoard", "too_large"]
 
@@ -84,8 +84,8 @@ class RoundBoard:
 
     Parameters
     ----------
-    tokens : TokenTable
-        Enrolled clients.
+    tokens : Authenticator
+        Who the enrolled clients are (a token table or the store's credentials).
     chunk_bytes, max_upload_bytes : int
         Largest upload chunk and largest result, in bytes.
     heartbeat_timeout_s : float
@@ -97,7 +97,7 @@ class RoundBoard:
 
     def __init__(
         self,
-        tokens: TokenTable,
+        tokens: Authenticator,
         *,
         chunk_bytes: int,
         max_upload_bytes: int,
@@ -113,6 +113,8 @@ class RoundBoard:
         self._last_seen: dict[str, float] = {}
         self._told_done: set[str] = set()
         self._round: Round | None = None
+        # (round, client id, upload id) committed in this round and the one before
+        self._commits: set[tuple[int, str, str]] = set()
         self.finished = False
 
     # -- clients ---------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class RoundBoard:
         """Make ``current`` the open round and wake the polls."""
         with self._cond:
             self._round = current
+            self._commits = {c for c in self._commits if c[0] >= current.round_num - 1}
         self._on_change()
 
     def collect(self, current: Round, *, enough: int | None) -> list[FitOutcome]:
@@ -312,7 +315,7 @@ class RoundBoard:
             When chunks are missing (the client may send them and commit again).
         """
         with self._cond:
-            current = self._open_round(client_id, round_num)
+            current = self._open_round(client_id, round_num, upload_id)
             upload = current.uploads.get((client_id, upload_id))
             if upload is None or upload.refused or len(upload.parts) != upload.of:
                 have = sorted(upload.parts) if upload is not None else []
@@ -327,11 +330,18 @@ class RoundBoard:
         return [upload.parts[i] for i in range(upload.of)], received
 
     def record(
-        self, client_id: str, round_num: int, answer: FitRes | str, *, bytes_up: int | None = None
+        self,
+        client_id: str,
+        round_num: int,
+        upload_id: str,
+        answer: FitRes | str,
+        *,
+        bytes_up: int | None = None,
     ) -> None:
-        """Record a client's result, or the reason it has none; raise Conflict if it may not."""
+        """Record an upload's commit (a result or why there is none); Conflict if refused."""
         with self._cond:
-            current = self._open_round(client_id, round_num)
+            current = self._open_round(client_id, round_num, upload_id)
+            self._commits.add((round_num, client_id, upload_id))
             up = self._received(current, client_id) if bytes_up is None else bytes_up
             current.outcomes[client_id] = FitOutcome(
                 client_id,
@@ -347,11 +357,21 @@ class RoundBoard:
     def _received(current: Round, client_id: str) -> int:
         return sum(u.received for (c, _), u in current.uploads.items() if c == client_id)
 
-    def _open_round(self, client_id: str, round_num: int) -> Round:
-        """Return the round ``client_id`` may submit to, or raise Conflict (call under lock)."""
+    def _open_round(self, client_id: str, round_num: int, upload_id: str | None = None) -> Round:
+        """Return the round ``client_id`` may submit to, or raise Conflict (call under lock).
+
+        With ``upload_id``, a commit of an upload committed before is refused as a replay.
+        """
         current = self._round
         if self.finished:
             raise Conflict("the run is over; no more results are accepted.", field="round")
+        if upload_id is not None and (round_num, client_id, upload_id) in self._commits:
+            raise Conflict(
+                f"replayed commit: upload {upload_id!r} of client {client_id!r} was committed "
+                f"for round {round_num} already; each result is taken once.",
+                field="upload_id",
+                value=upload_id,
+            )
         if current is None or current.round_num != round_num or not current.is_open:
             now = current.round_num if current is not None else None
             raise Conflict(
@@ -369,7 +389,8 @@ class RoundBoard:
             )
         if client_id in current.outcomes:
             raise Conflict(
-                f"client {client_id!r} already has an outcome for round {round_num}.",
+                f"duplicate result: client {client_id!r} already has an outcome for round "
+                f"{round_num}; a client sends one result per round.",
                 field="round",
                 value=round_num,
             )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -14,17 +13,21 @@ from pathlib import Path
 from typing import Any, cast
 
 import h2.settings
+import hypercorn.asyncio.run
 import hypercorn.protocol
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.run import worker_serve
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config, Sockets
 from hypercorn.protocol.h2 import H2Protocol
-from hypercorn.typing import ASGIFramework
+from hypercorn.typing import AppWrapper, ASGIFramework, LifespanState
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fedloop.core import ConfigError
+from fedloop.federated.transports._http_tls import PEER_CERT_STATE
 
-__all__ = ["H2_WINDOW_BYTES", "KEEPALIVE_S", "ServerThread", "check_tls"]
+__all__ = ["H2_WINDOW_BYTES", "KEEPALIVE_S", "ServerThread"]
 
 #: hypercorn's own messages ("Running on ...", errors outside the app).
 logger = logging.getLogger("fedloop.federated.transports.http.server")
@@ -70,33 +73,66 @@ def _widen_h2_windows() -> None:
     hypercorn.protocol.H2Protocol = WideWindowH2Protocol  # type: ignore[attr-defined]
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _pass_peer_certificates() -> None:
+    """Make each request's scope state carry its connection's verified client certificate.
+
+    hypercorn puts no TLS details in the ASGI scope, so its asyncio connection class is
+    replaced, once for the process, by a subclass that copies the certificate (as
+    :meth:`ssl.SSLObject.getpeercert` returns it) into the state every request on that
+    connection starts from, under ``PEER_CERT_STATE``. Connections without one are unchanged.
+    """
+    if getattr(vars(hypercorn.asyncio.run)["TCPServer"], "fedloop_peer_cert", False):
+        return
+
+    class PeerCertTCPServer(TCPServer):
+        fedloop_peer_cert = True
+
+        def __init__(
+            self,
+            app: AppWrapper,
+            loop: asyncio.AbstractEventLoop,
+            config: Config,
+            context: WorkerContext,
+            state: LifespanState,
+            reader: asyncio.StreamReader,
+            writer: asyncio.StreamWriter,
+        ) -> None:
+            ssl_object = writer.get_extra_info("ssl_object")
+            cert = ssl_object.getpeercert() if ssl_object is not None else None
+            if cert:
+                state = {**state, PEER_CERT_STATE: cert}  # this connection's own copy
+            super().__init__(app, loop, config, context, state, reader, writer)
+
+    hypercorn.asyncio.run.TCPServer = PeerCertTCPServer  # type: ignore[attr-defined]
 
 
-def check_tls(host: str, certfile: str | Path | None, keyfile: str | Path | None) -> None:
-    """Refuse clear text off loopback, and a key without its certificate (ConfigError)."""
-    if not _is_loopback(host) and certfile is None:
-        raise ConfigError(
-            f"refusing to serve on {host!r} without TLS: bearer tokens and weights would "
-            "cross the network in clear text.",
-            field="tls_certfile",
-            value=host,
-            hint="Pass --tls-cert and --tls-key, or bind 127.0.0.1.",
-        )
-    if keyfile is not None and certfile is None:
-        raise ConfigError(
-            "a TLS key needs its certificate.", field="tls_certfile", hint="Pass --tls-cert too."
-        )
+class _LoggedHandshakes(ssl.SSLObject):
+    """A server-side TLS connection that logs why its handshake failed (hypercorn does not)."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as err:  # e.g. no client certificate, or one from another CA
+            logger.warning("refused a TLS connection at the handshake: %s", err.reason or err)
+            raise
 
 
-def _config(certfile: str | Path | None, keyfile: str | Path | None) -> Config:
-    config = Config()
+class _Config(Config):
+    """hypercorn's settings, with handshake failures logged."""
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        context = super().create_ssl_context()
+        if context is not None:
+            context.sslobject_class = _LoggedHandshakes
+        return context
+
+
+def _config(
+    certfile: str | Path | None, keyfile: str | Path | None, client_ca: str | Path | None
+) -> Config:
+    config = _Config()
     config.errorlog = logger
     config.accesslog = None
     config.keep_alive_timeout = KEEPALIVE_S
@@ -110,6 +146,9 @@ def _config(certfile: str | Path | None, keyfile: str | Path | None) -> Config:
     config.alpn_protocols = ["h2", "http/1.1"]
     config.certfile = str(certfile)
     config.keyfile = str(keyfile if keyfile is not None else certfile)
+    if client_ca is not None:  # mTLS: a client without a certificate from it fails the handshake
+        config.ca_certs = str(client_ca)
+        config.verify_mode = ssl.VerifyMode.CERT_REQUIRED
     try:
         config.create_ssl_context()
     except (ssl.SSLError, OSError) as err:
@@ -179,6 +218,9 @@ class ServerThread:
         TCP port; 0 picks a free one (see :attr:`address`).
     certfile, keyfile : str or Path or None
         PEM certificate (chain) and private key; the key may live in the certificate's file.
+    client_ca : str or Path or None
+        With a certificate: require client certificates chaining to this PEM CA bundle; each
+        request's scope state then holds the client's under ``PEER_CERT_STATE``.
 
     Raises
     ------
@@ -194,9 +236,11 @@ class ServerThread:
         port: int,
         certfile: str | Path | None = None,
         keyfile: str | Path | None = None,
+        client_ca: str | Path | None = None,
     ) -> None:
-        self._config = _config(certfile, keyfile)
+        self._config = _config(certfile, keyfile, client_ca)
         _widen_h2_windows()
+        _pass_peer_certificates()
         self._sock = _bind(host, port)
         #: The (host, port) actually bound.
         self.address: tuple[str, int] = self._sock.getsockname()[:2]

@@ -17,9 +17,12 @@ Endpoints (all but ``/v1/health`` need ``Authorization: Bearer <token>``)::
     POST /v1/result/{round}/{upload_id}/commit              {"num_examples", "metrics"} or {"error"}
 
 Errors answer ``{"error": {"code", "message", "field", "hint"}}``: 401 for a missing or unknown
-token, 409 for a round the client was not selected for, a closed round or a second commit,
+token, 403 for a client certificate that does not name the token's client (mTLS), 409 for a
+round the client was not selected for, a closed round, a replayed commit or a second result,
 413 for an oversized upload, 422 for malformed bytes or bodies (recorded as the client's
-failure; the bytes never reach the model).
+failure; the bytes never reach the model). Every refusal is logged at warning level on
+``fedloop.federated.transports.http`` with the client id, the round and the reason (for an
+unknown token, a sha256 prefix of it, never the token).
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from typing import Any, ClassVar
 
 from fedloop.core import ConfigError, Conflict, InvalidInput, encode_parameters
 from fedloop.federated.messages import FitIns, FitOutcome
-from fedloop.federated.transports._auth import TokenTable
+from fedloop.federated.transports._auth import Authenticator, TokenTable
 from fedloop.federated.transports._http_app import Waker, make_app
 from fedloop.federated.transports._http_rounds import Round, RoundBoard
-from fedloop.federated.transports._http_server import ServerThread, check_tls
+from fedloop.federated.transports._http_server import ServerThread
+from fedloop.federated.transports._http_tls import plan_tls
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "DEFAULT_MAX_UPLOAD_BYTES", "HttpTransport"]
 
@@ -59,23 +63,59 @@ def _json_config(config: Mapping[str, Any], client_id: str) -> dict[str, Any]:
     return dict(out)
 
 
+def _authenticator(
+    tokens: Mapping[str, str] | None, authenticator: Authenticator | None
+) -> Authenticator:
+    if (tokens is None) == (authenticator is None):
+        raise ConfigError(
+            "pass exactly one of `tokens` and `authenticator` to HttpTransport.",
+            field="tokens",
+            hint="Give a client id -> token mapping, or a StoreAuthenticator over the store.",
+        )
+    return authenticator if authenticator is not None else TokenTable(tokens or {})
+
+
 class HttpTransport:
     """Serve rounds over HTTP/2 to clients that poll for them (one process per silo).
 
-    Over TLS, ALPN negotiates HTTP/2 (``h2``) or HTTP/1.1; in clear text (loopback only) the
-    same port takes HTTP/2 with prior knowledge (``h2c``) and HTTP/1.1, so ``curl`` still works.
+    Over TLS, ALPN negotiates HTTP/2 (``h2``) or HTTP/1.1; in clear text (loopback by default)
+    the same port takes HTTP/2 with prior knowledge (``h2c``) and HTTP/1.1, so ``curl`` works.
+
+    TLS is on off loopback, with a certificate given, with ``tls=True``, with a client CA and
+    with ``tls_sans``.
+    Without a certificate, the server uses one issued for ``host`` and ``tls_sans`` by the
+    development CA in ``tls_dir`` (made on first use; clients verify with :attr:`ca_file`).
 
     Parameters
     ----------
     host : str, default "127.0.0.1"
-        Interface to bind. Anything but loopback requires TLS.
+        Interface to bind. Anything but loopback speaks TLS unless ``tls=False``.
     port : int, default 0
         TCP port; 0 picks a free one (see :attr:`url`).
-    tokens : Mapping[str, str]
+    tokens : Mapping[str, str] or None
         Enrolled clients: client id -> bearer token. Only their sha256 is kept.
+    authenticator : Authenticator or None
+        Instead of ``tokens``: who a client is from its ``Authorization`` header, asked on
+        every request, e.g. :class:`fedloop.store.StoreAuthenticator` over the store's
+        client credentials (a token revoked while the server runs is refused within its
+        cache time). Exactly one of ``tokens`` and ``authenticator`` is given.
     tls_certfile, tls_keyfile : str or Path or None
         PEM certificate (chain) and private key (which may sit in the certificate's file);
         with them the server speaks HTTPS.
+    tls : bool or None, default None
+        None: TLS as described above. True: TLS on loopback too. False: clear text even off
+        loopback, only for a coordinator behind a proxy that terminates TLS (warns with a
+        :class:`~fedloop.core.FedloopWarning`).
+    client_ca : str or Path or None
+        PEM CA bundle: every client must present a certificate chaining to it (refused at
+        the TLS handshake otherwise) whose common name or DNS name is the client id its
+        bearer token belongs to (403 otherwise). Implies TLS.
+    tls_dir : str or Path or None
+        Folder of the development CA used when TLS is needed and no certificate is given
+        (``fedloop federated serve`` passes ``<project.dir>/certs``).
+    tls_sans : sequence of str, default ()
+        More host names or IP addresses for that certificate (it always covers ``host``,
+        localhost and the loopback addresses; for 0.0.0.0, the machine's host name).
     chunk_bytes : int, default 4 MiB
         Size of model download chunks and the largest upload chunk accepted.
     max_upload_bytes : int, default 2 GiB
@@ -89,8 +129,8 @@ class HttpTransport:
     Raises
     ------
     ConfigError
-        For a bad token table, a non-loopback host without TLS, unreadable certificates or a
-        port that cannot be bound.
+        For a bad token table, TLS needed without a certificate or ``tls_dir``, contradicting
+        TLS settings, unreadable certificates or a port that cannot be bound.
 
     Example
     -------
@@ -108,15 +148,19 @@ class HttpTransport:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        tokens: Mapping[str, str],
+        tokens: Mapping[str, str] | None = None,
+        authenticator: Authenticator | None = None,
         tls_certfile: str | Path | None = None,
         tls_keyfile: str | Path | None = None,
+        tls: bool | None = None,
+        client_ca: str | Path | None = None,
+        tls_dir: str | Path | None = None,
+        tls_sans: Sequence[str] = (),
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         heartbeat_timeout_s: float = 30.0,
         linger_s: float = 5.0,
     ) -> None:
-        check_tls(host, tls_certfile, tls_keyfile)
         for name, value, low, high in (
             ("port", port, 0, 65535),
             ("chunk_bytes", chunk_bytes, 1, 1 << 30),
@@ -135,23 +179,40 @@ class HttpTransport:
         self._closed = False
         waker = Waker()
         self._board = RoundBoard(
-            TokenTable(tokens),
+            _authenticator(tokens, authenticator),
             chunk_bytes=chunk_bytes,
             max_upload_bytes=max_upload_bytes,
             heartbeat_timeout_s=self.heartbeat_timeout_s,
             on_change=waker.wake,
         )
-        self._server = ServerThread(
-            make_app(self._board, waker),
-            host=host,
-            port=port,
+        plan = plan_tls(
+            host,
+            tls=tls,
             certfile=tls_certfile,
             keyfile=tls_keyfile,
+            client_ca=client_ca,
+            tls_dir=tls_dir,
+            tls_sans=tls_sans,
+        )
+        #: The server certificate in use (None in clear text).
+        self.certfile = plan.certfile if plan is not None else None
+        #: The development CA clients verify this server with, when it issued its own
+        #: certificate (None otherwise).
+        self.ca_file = plan.ca_file if plan is not None else None
+        #: The CA bundle client certificates must chain to (None: none are required).
+        self.client_ca = plan.client_ca if plan is not None else None
+        self._server = ServerThread(
+            make_app(self._board, waker, require_client_cert=self.client_ca is not None),
+            host=host,
+            port=port,
+            certfile=self.certfile,
+            keyfile=plan.keyfile if plan is not None else None,
+            client_ca=self.client_ca,
         )
         bound, bound_port = self._server.address
         shown = f"[{bound}]" if ":" in bound else bound
         #: The base URL clients connect to (with the port actually bound).
-        self.url = f"{'https' if tls_certfile else 'http'}://{shown}:{bound_port}"
+        self.url = f"{'https' if plan is not None else 'http'}://{shown}:{bound_port}"
 
     # -- the Transport protocol ------------------------------------------------------------
     def list_clients(self) -> Sequence[str]:

@@ -6,10 +6,7 @@ import contextlib
 import hashlib
 import logging
 import math
-import random
 import secrets
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +26,13 @@ from fedloop.core import (
 )
 from fedloop.federated.client import Client, run_task
 from fedloop.federated.messages import FitIns
+from fedloop.federated.transports._http_session import Session as _Session
+from fedloop.federated.transports._http_session import Stopped as _Stopped
+from fedloop.federated.transports._http_session import response_message as _message
 
 __all__ = ["ClientReport", "run_http_client"]
 
 logger = logging.getLogger(__name__)
-
-_KEEPALIVE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -70,105 +68,6 @@ class ClientReport:
 
 class _Abandon(Exception):
     """The round closed (or moved on) before this client could finish it."""
-
-
-class _Stopped(Exception):
-    """``stop_event`` was set."""
-
-
-class _Session:
-    """An HTTP/2 connection to the coordinator, with retries and capped backoff."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        ca_file: str | Path | None,
-        stop_event: threading.Event,
-        max_backoff_s: float,
-        give_up_after_s: float | None,
-        transport: httpx.BaseTransport | None,
-    ) -> None:
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
-        )
-        self.url = url.rstrip("/")
-        tls = self.url.lower().startswith("https://")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
-            verify=verify,
-            timeout=httpx.Timeout(60.0, connect=10.0),
-            http2=True,  # also for the transports of proxies taken from the environment
-            transport=transport
-            or httpx.HTTPTransport(
-                verify=verify,
-                # One HTTP/2 connection carries polls, chunks and heartbeats: over TLS, ALPN
-                # picks h2 (or HTTP/1.1 behind a proxy that only speaks that); in clear text,
-                # h2c with prior knowledge.
-                http1=tls,
-                http2=True,
-                # Close idle connections before the server does (after KEEPALIVE_S = 120 s): an
-                # HTTP/2 connection the server closed fails the next request sent on it.
-                limits=httpx.Limits(keepalive_expiry=_KEEPALIVE_S),
-                # Without TCP_NODELAY, a body written after its headers waits for a delayed ACK
-                # (~40 ms per request on Linux loopback).
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            ),
-        )
-        self.stop_event = stop_event
-        self.max_backoff_s = max_backoff_s
-        self.give_up_after_s = give_up_after_s
-        self._jitter = random.Random()
-
-    def close(self) -> None:
-        self.http.close()
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request, retrying network errors and 5xx answers; 401 is fatal."""
-        failures, first_failure = 0, 0.0
-        while True:
-            if self.stop_event.is_set():
-                raise _Stopped
-            try:
-                response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError as err:
-                problem = f"{type(err).__name__}: {err}"
-            else:
-                if response.status_code == 401:
-                    raise ConfigError(
-                        f"the coordinator at {self.url} refused this client's token (401): "
-                        f"{_message(response)}",
-                        field="token",
-                        hint="Check --token-file / --token against the coordinator's token file.",
-                    )
-                if response.status_code < 500:
-                    return response
-                problem = f"HTTP {response.status_code}: {_message(response)}"
-            failures += 1
-            now = time.monotonic()
-            first_failure = first_failure or now
-            if self.give_up_after_s is not None and now - first_failure > self.give_up_after_s:
-                raise FederationError(
-                    f"cannot reach the coordinator at {self.url} for "
-                    f"{now - first_failure:.0f} s ({problem}).",
-                    field="server",
-                    hint="Check that the coordinator is running and reachable from this host.",
-                )
-            delay = min(self.max_backoff_s, 0.25 * 2 ** min(failures - 1, 16))
-            delay *= self._jitter.uniform(0.5, 1.0)  # spread reconnecting clients out
-            logger.warning("%s %s failed (%s); retrying in %.1f s", method, path, problem, delay)
-            if self.stop_event.wait(delay):
-                raise _Stopped
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
 
 
 def _expect(response: httpx.Response, *ok: int) -> httpx.Response:
@@ -307,6 +206,8 @@ def run_http_client(
     client: Client,
     *,
     ca_file: str | Path | None = None,
+    tls_certfile: str | Path | None = None,
+    tls_keyfile: str | Path | None = None,
     stop_event: threading.Event | None = None,
     poll_wait_s: int = 20,
     max_rounds: int | None = None,
@@ -336,6 +237,10 @@ def run_http_client(
         What trains (e.g. an :class:`~fedloop.federated.client.AdapterClient`).
     ca_file : str or Path or None
         PEM bundle to verify the coordinator's certificate (default: the system's).
+    tls_certfile, tls_keyfile : str or Path or None
+        This client's certificate and key (the key may sit in the certificate's file), for a
+        coordinator that requires client certificates (mTLS); the certificate must be issued
+        for ``client_id``.
     stop_event : threading.Event or None
         Set it to stop after the current request.
     poll_wait_s : int, default 20
@@ -359,7 +264,8 @@ def run_http_client(
     Raises
     ------
     ConfigError
-        When the coordinator refuses the token, or the token belongs to another client.
+        When the coordinator refuses the token or the client certificate, the token belongs
+        to another client, or the TLS files cannot be loaded.
     FederationError
         When the coordinator stays unreachable for ``give_up_after_s`` or answers nonsense.
 
@@ -373,6 +279,8 @@ def run_http_client(
         url,
         token,
         ca_file=ca_file,
+        tls_certfile=tls_certfile,
+        tls_keyfile=tls_keyfile,
         stop_event=stop,
         max_backoff_s=max_backoff_s,
         give_up_after_s=give_up_after_s,

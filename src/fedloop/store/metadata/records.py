@@ -12,6 +12,7 @@ __all__ = [
     "AliasChange",
     "AuditEvent",
     "Contributor",
+    "Credential",
     "Dataset",
     "Deployment",
     "FlClientRound",
@@ -293,3 +294,37 @@ class LoopAction:
     def is_open(self) -> bool:
         """Whether the action is still in progress (not promoted, rolled back, rejected or failed)."""
         return self.state not in ("promoted", "rolled_back", "rejected", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A federated client's enrollment token or an API key; the token itself is never kept."""
+
+    id: str
+    kind: str
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    revoked_by: str | None
+    last_used_at: datetime | None
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the credential still authenticates (it was not revoked)."""
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the credential as JSON-ready data (the API's and the CLI's view)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "role": self.role,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "revoked_by": self.revoked_by,
+            "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+        }

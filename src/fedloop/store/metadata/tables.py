@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -29,6 +30,7 @@ __all__ = [
     "aliases",
     "artifacts",
     "audit_head",
+    "credentials",
     "datasets",
     "deployments",
     "events",
@@ -370,4 +372,24 @@ loop_actions = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("policy", "trigger_ref"),
     Index(None, "policy", "state"),
+)
+
+_ACTIVE = text("revoked_at IS NULL")
+
+#: Enrollment tokens of federated clients (kind ``client``) and API keys (kind ``api``): only the
+#: sha256 of a token is kept. A name is unique per kind among credentials not revoked.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("token_sha256", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revoked_by", String(200), nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Index(None, "kind", "name", unique=True, sqlite_where=_ACTIVE, postgresql_where=_ACTIVE),
 )
