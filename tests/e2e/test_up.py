@@ -138,7 +138,20 @@ def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
                     },
                 )
                 state = http.get(f"{control}/v1/loop/actions").json()["actions"][-1]["state"]
-            windows = http.get(f"{control}/v1/monitor/models/fraud/windows").json()["windows"]
+            # The first window of traffic is the reference; a promotion can finish before a
+            # version's second window is checked, so keep the traffic going until one is.
+            windows: list[object] = []
+            until = time.monotonic() + 30
+            while not windows and time.monotonic() < until:
+                http.post(
+                    f"{serving}/v1/models/fraud:predict",
+                    json={
+                        "instances": np.random.default_rng(2)
+                        .normal(size=(5, NUM_FEATURES))
+                        .tolist()
+                    },
+                )
+                windows = http.get(f"{control}/v1/monitor/models/fraud/windows").json()["windows"]
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)
     finally:
