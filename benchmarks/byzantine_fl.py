@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -24,16 +22,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from fedloop.core import FederatedConfig, resolve
-from fedloop.federated.client import AdapterClient
-from fedloop.federated.coordinator import Coordinator
+from _wfl_inprocess import make_clients, run_wfl, wfl_spec
+from fedloop.federated.client import Client
 from fedloop.federated.messages import FitIns, FitRes
 from fedloop.federated.strategies import make_strategy
-from fedloop.federated.transports import InProcessTransport
-from fedloop.learn import TorchAdapter, mlp
-from fedloop.scenarios.fraud.data import make_fraudlike
-from fedloop.scenarios.fraud.federated import make_client
-from fedloop.store import open_workspace
 
 OUT = Path(__file__).parent / "out" / "byzantine_fl.json"
 
@@ -41,7 +33,7 @@ OUT = Path(__file__).parent / "out" / "byzantine_fl.json"
 class ByzantineClient:
     """Trains honestly, then sends ``global + factor * (local - global)`` (factor -1: sign flip)."""
 
-    def __init__(self, inner: AdapterClient, factor: float) -> None:
+    def __init__(self, inner: Client, factor: float) -> None:
         self.inner, self.factor = inner, factor
 
     def fit(self, ins: FitIns) -> FitRes:
@@ -57,34 +49,13 @@ class ByzantineClient:
 def _run(
     strategy: str, params: dict[str, Any], *, attacked: bool, spec: dict[str, Any], rounds: int
 ) -> dict[str, Any]:
-    ids = [f"bank-{i:03d}" for i in range(spec["num_clients"])]
-    clients: dict[str, Any] = {c: make_client(c, **spec) for c in ids}
+    clients = make_clients(spec)
     if attacked:
+        ids = sorted(clients)
         clients[ids[0]] = ByzantineClient(clients[ids[0]], -1.0)
         clients[ids[1]] = ByzantineClient(clients[ids[1]], 10.0)
-    data = make_fraudlike(spec["rows"], seed=spec["seed"])
-    evaluator = TorchAdapter(lambda: mlp(30), num_features=30, seed=0)
-
-    def evaluate(weights: Any) -> dict[str, float]:
-        evaluator.set_parameters(weights)
-        return evaluator.evaluate(data.x_test, data.y_test)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        config = resolve({"project": {"dir": tmp}}, {}, {}).config
-        with open_workspace(config) as ws:
-            coordinator = Coordinator(
-                InProcessTransport(clients),
-                make_strategy(strategy, **params),
-                config=FederatedConfig(num_rounds=rounds, round_timeout_s=600.0),
-                metadata=ws.metadata,
-                artifacts=ws.artifacts,
-                evaluate_fn=evaluate,
-            )
-            started = time.perf_counter()
-            run_id = coordinator.start(ws.project.id, evaluator.get_parameters())
-            coordinator.run(run_id)
-            last = ws.metadata.list_fl_rounds(run_id)[-1].metrics
-    return {"auc": last["eval_auc"], "seconds": time.perf_counter() - started}
+    run = run_wfl(make_strategy(strategy, **params), spec=spec, rounds=rounds, clients=clients)
+    return {"auc": run["auc"], "seconds": run["seconds"]}
 
 
 def main() -> None:
@@ -92,7 +63,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20k rows, 5 rounds")
     args = parser.parse_args()
     rows, rounds = (20_000, 5) if args.quick else (200_000, 20)
-    spec = {"rows": rows, "num_clients": 10, "partition": "dirichlet", "alpha": 0.5, "seed": 0}
+    spec = wfl_spec(rows=rows, num_clients=10)
     cases = [
         ("clean FedAvg", "fedavg", {}, False),
         ("FedAvg, 20% Byzantine", "fedavg", {}, True),

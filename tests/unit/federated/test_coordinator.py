@@ -304,3 +304,21 @@ def test_each_round_is_an_audit_event(ws: Workspace) -> None:
     events = ws.metadata.list_events(kind="federated.*")
     assert [e.subject for e in events] == [f"run:{run_id}/round:{r}" for r in (0, 1, 2)]
     assert ws.metadata.verify_audit().ok
+
+
+def test_a_nan_training_loss_does_not_fail_the_round(ws: Workspace) -> None:
+    """A diverging client reports loss NaN: the round completes without a train_loss."""
+    # Arrange
+    def diverged(ins: FitIns) -> FitRes:
+        return FitRes(ins.parameters, 10, {"loss": float("nan")}, round_num=ins.round_num)
+
+    coordinator = _coordinator(ws, {"a": ShiftClient(0.1), "b": BrokenClient(diverged)})
+
+    # Act
+    run_id = coordinator.start(ws.project.id, INITIAL)
+    coordinator.run(run_id)
+
+    # Assert
+    rounds = ws.metadata.list_fl_rounds(run_id)
+    assert [r.status for r in rounds[1:]] == ["completed", "completed"]
+    assert "train_loss" not in rounds[-1].metrics

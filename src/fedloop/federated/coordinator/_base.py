@@ -143,7 +143,9 @@ def round_metrics(
     }
     total = sum(u.num_examples for u in accepted)
     if total and all("loss" in u.metrics for u in accepted):
-        metrics["train_loss"] = sum(u.metrics["loss"] * u.num_examples for u in accepted) / total
+        loss = sum(u.metrics["loss"] * u.num_examples for u in accepted) / total
+        if math.isfinite(loss):  # a diverged client's NaN loss is in its row, not the round's
+            metrics["train_loss"] = loss
     if evaluate_fn is not None:
         metrics.update(
             {
@@ -152,7 +154,7 @@ def round_metrics(
                 if math.isfinite(float(v))
             }
         )
-    metrics.update(extra or {})
+    metrics.update({k: v for k, v in (extra or {}).items() if math.isfinite(v)})
     metrics["seconds"] = time.perf_counter() - started
     return metrics
 
