@@ -26,6 +26,7 @@ from fedloop.cli import (  # noqa: F401 - federated_net/_client add `federated s
     runs,
     serve,
     store,
+    train,
     up,
 )
 from fedloop.cli._context import state, stderr
@@ -51,6 +52,7 @@ app.add_typer(keys.app, name="keys")
 federated.app.add_typer(federated_tokens.app, name="tokens")
 app.command("serve")(serve.serve)
 app.command("up")(up.up)
+app.command("train")(train.train)
 
 #: Scenario flows, imported by name only when run (the scenarios layer sits above the CLI).
 SCENARIOS = {

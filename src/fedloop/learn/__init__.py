@@ -33,6 +33,7 @@ from fedloop.learn.profiles import (
 if _typing.TYPE_CHECKING:
     from fedloop.learn.adapters.sklearn_linear import SklearnLinearAdapter
     from fedloop.learn.adapters.torch import TorchAdapter, mlp
+    from fedloop.learn.adapters.torch_mlp import mlp_adapter
 
 __all__ = [
     "CategoricalSummary",
@@ -52,6 +53,7 @@ __all__ = [
     "iid_partition",
     "merge_profiles",
     "mlp",
+    "mlp_adapter",
     "partition_summary",
     "profile_columns",
     "profile_from_arrays",
@@ -65,6 +67,7 @@ __all__ = [
 _LAZY = {
     "TorchAdapter": "fedloop.learn.adapters.torch",
     "mlp": "fedloop.learn.adapters.torch",
+    "mlp_adapter": "fedloop.learn.adapters.torch_mlp",
     "SklearnLinearAdapter": "fedloop.learn.adapters.sklearn_linear",
 }
 

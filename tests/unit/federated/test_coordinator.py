@@ -308,6 +308,7 @@ def test_each_round_is_an_audit_event(ws: Workspace) -> None:
 
 def test_a_nan_training_loss_does_not_fail_the_round(ws: Workspace) -> None:
     """A diverging client reports loss NaN: the round completes without a train_loss."""
+
     # Arrange
     def diverged(ins: FitIns) -> FitRes:
         return FitRes(ins.parameters, 10, {"loss": float("nan")}, round_num=ins.round_num)

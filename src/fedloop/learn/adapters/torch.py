@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fedloop.core import InvalidInput, Parameters, Signature, TensorSpec, validate_parameters
+from fedloop.learn.adapters._torch_state import load_optimizer_state, optimizer_state
 from fedloop.learn.adapters.base import StepCallback
 from fedloop.learn.metrics import binary_metrics
 
@@ -156,9 +157,27 @@ class TorchAdapter:
         self.input_name = input_name
         self.output_name = output_name
         self._generator = torch.Generator().manual_seed(seed)
+        self.device = torch.device("cpu")
         # Built on the first fit (see _PlainSGD for why SGD is not torch.optim.SGD).
         self._opt: _Optimizer | None = None
         self._steps = 0
+
+    def to(self, device: str | torch.device) -> TorchAdapter:
+        """Move the model to ``device`` (``"cuda:0"``…); batches follow it. Call before training.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            Where the model's parameters and each batch live.
+
+        Returns
+        -------
+        TorchAdapter
+            ``self``.
+        """
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        return self
 
     # -- parameters ----------------------------------------------------------------------------
     def get_parameters(self) -> Parameters:
@@ -225,6 +244,7 @@ class TorchAdapter:
         epochs: int = 1,
         on_step: StepCallback | None = None,
         proximal_mu: float = 0.0,
+        shuffle: bool = True,
     ) -> dict[str, float]:
         """Train for ``epochs`` passes over shuffled mini-batches.
 
@@ -242,6 +262,9 @@ class TorchAdapter:
             FedProx coefficient, >= 0: each mini-batch loss gets ``mu / 2 * sum ||w - w_start||^2``
             over the trainable parameters, where ``w_start`` are the parameters when ``fit`` was
             called. 0 is plain local SGD.
+        shuffle : bool, default True
+            Draw each epoch's order from the adapter's seeded generator; False takes the rows
+            in the order given (a caller that orders the data itself: a distributed sampler).
 
         Returns
         -------
@@ -266,6 +289,7 @@ class TorchAdapter:
         xt, yt = self._tensors(x, y)
         if yt is None:  # unreachable: labels were passed
             raise InvalidInput("`y` is required to train.", field="y")
+        xt, yt = xt.to(self.device), yt.to(self.device)
         trainable = [p for p in self.module.parameters() if p.requires_grad]
         anchor = [p.detach().clone() for p in trainable] if proximal_mu > 0 else []
         loss_fn = nn.BCEWithLogitsLoss()
@@ -274,7 +298,11 @@ class TorchAdapter:
         self.module.train()
         mean_loss = 0.0
         for _ in range(epochs):
-            order = torch.randperm(xt.shape[0], generator=self._generator)
+            order = (
+                torch.randperm(xt.shape[0], generator=self._generator)
+                if shuffle
+                else torch.arange(xt.shape[0])
+            )
             total, count = 0.0, 0
             for start in range(0, xt.shape[0], batch):
                 idx = order[start : start + batch]
@@ -297,6 +325,36 @@ class TorchAdapter:
             mean_loss = total / max(count, 1)
         return {"loss": mean_loss, "num_examples": float(xt.shape[0])}
 
+    def get_optimizer_state(self) -> Parameters:
+        """Return the optimizer's state as named arrays (empty for plain SGD, which has none).
+
+        Returns
+        -------
+        OrderedDict[str, ndarray]
+            ``state.<param index>.<key>`` (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``), copies.
+        """
+        return optimizer_state(self._opt)
+
+    def set_optimizer_state(self, state: Parameters) -> None:
+        """Load optimizer state from :meth:`get_optimizer_state` (builds the optimizer).
+
+        Parameters
+        ----------
+        state : Parameters
+            Named arrays; empty is a fresh optimizer.
+
+        Raises
+        ------
+        InvalidInput
+            When the state does not fit this adapter's optimizer or model.
+        """
+        load_optimizer_state(
+            self._optimizer(),
+            list(self.module.parameters()),
+            state,
+            optimizer=str(self.params["optimizer"]),
+        )
+
     def _optimizer(self) -> _Optimizer:
         if self._opt is None:
             lr = float(self.params["lr"])
@@ -312,7 +370,7 @@ class TorchAdapter:
         xt, _ = self._tensors(x)
         self.module.eval()
         with torch.no_grad():
-            return torch.sigmoid(self.module(xt)).reshape(-1).double().numpy()
+            return torch.sigmoid(self.module(xt.to(self.device))).reshape(-1).double().cpu().numpy()
 
     def evaluate(self, x: npt.NDArray[np.floating], y: npt.NDArray[np.generic]) -> dict[str, float]:
         """Return :func:`fedloop.learn.binary_metrics` on held-out data."""
@@ -337,7 +395,7 @@ class TorchAdapter:
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 wrapped,
-                (torch.zeros(1, self.num_features),),
+                (torch.zeros(1, self.num_features, device=self.device),),
                 buffer,  # type: ignore[arg-type]  # file-like objects are accepted
                 input_names=[self.input_name],
                 output_names=[self.output_name],
