@@ -113,3 +113,25 @@ def test_secure_rounds_over_http_match_plain_fedavg(harness: Harness, ws: Worksp
     assert "stage share" in str(rows["c2"].reason)
     submitted = [r for r in harness.reports if r.status == "submitted"]
     assert len(submitted) == 2 * 4 * 2 + 1  # two clients x four stages x two rounds, + c2's one
+
+
+def test_per_client_settings_travel_in_frames_of_their_own(ws: Workspace) -> None:
+    """Settings too big to send every client's in one frame header still reach each client."""
+    # Arrange: each client gets ~400 KiB of settings; all four in one header would pass 1 MiB
+    from fedloop.federated.messages import FitIns
+
+    pool = LocalBackend(FACTORY, CLIENTS, num_workers=1, kwargs=SPEC)
+    initial = TorchAdapter(lambda: mlp(30), num_features=30, seed=0).get_parameters()
+    instructions = {
+        c: FitIns(1, initial, {"local_epochs": 1, "note": c * (400_000 // len(c))}) for c in CLIENTS
+    }
+
+    # Act
+    try:
+        outcomes = pool.fit(1, instructions, timeout_s=60)
+    finally:
+        pool.close()
+
+    # Assert
+    assert sorted(o.client_id for o in outcomes) == CLIENTS
+    assert all(o.result is not None for o in outcomes), [o.error for o in outcomes]

@@ -86,74 +86,91 @@ class _Worker:
         config: Mapping[str, Any],
         own: Mapping[str, Mapping[str, Any]],
     ) -> list[FitOutcome]:
+        """Run the round's clients on this worker, one frame per distinct settings.
+
+        The clients with the round's shared settings go in one frame, each client with
+        settings of its own (a secure-aggregation stage) in a frame of its own, so that no
+        frame header carries every client's message.
+        """
+        shared = [c for c in clients if c not in own]
+        batches = ([(shared, config)] if shared else []) + [
+            ([c], own[c]) for c in clients if c in own
+        ]
         with self.lock:
-            request: dict[str, Any] = {
-                "type": "round",
-                "round": round_num,
-                "clients": clients,
-                "config": dict(config),
-            }
-            if own:
-                request["client_config"] = {c: dict(v) for c, v in own.items()}
-            first: tuple[dict[str, Any], bytes] | None = None
-            for attempt in (1, 2):
-                try:
-                    if not self.alive():
-                        self.start()
-                    self.await_ready()
-                    write_frame(self._pipes()[0], request, payload)
-                    first = read_frame(self._pipes()[1])
-                    break
-                except (BrokenPipeError, EOFError):  # died since the last round: replace once
-                    self.kill()
-                    if attempt == 2:
-                        raise
-            stdout = self._pipes()[1]
-            outcomes = []
-            for _ in clients:
-                if first is not None:
-                    (header, body), first = first, None
-                else:
-                    header, body = read_frame(stdout)
-                client_id = str(header.get("client_id"))
-                seconds = float(header.get("seconds", 0.0))
-                if "error" in header:
-                    outcomes.append(
-                        FitOutcome(
-                            client_id,
-                            None,
-                            str(header["error"]),
-                            seconds=seconds,
-                            bytes_down=len(payload),
-                        )
-                    )
-                    continue
-                try:
-                    params = decode_parameters(body, field=f"update from {client_id}")
-                except InvalidInput as err:
-                    outcomes.append(
-                        FitOutcome(
-                            client_id,
-                            None,
-                            err.message,
-                            seconds=seconds,
-                            bytes_up=len(body),
-                            bytes_down=len(payload),
-                        )
-                    )
-                    continue
-                res = FitRes(
-                    params,
-                    int(header.get("num_examples", 0)),
-                    {k: float(v) for k, v in dict(header.get("metrics", {})).items()},
-                    round_num=int(header.get("round", -1)),
-                )
+            outcomes: list[FitOutcome] = []
+            for ids, settings in batches:
+                outcomes.extend(self._run_frame(round_num, ids, payload, settings))
+            return outcomes
+
+    def _run_frame(
+        self, round_num: int, clients: list[str], payload: bytes, config: Mapping[str, Any]
+    ) -> list[FitOutcome]:
+        """Send one round frame and read one result per client (call under the lock)."""
+        request: dict[str, Any] = {
+            "type": "round",
+            "round": round_num,
+            "clients": clients,
+            "config": dict(config),
+        }
+        first: tuple[dict[str, Any], bytes] | None = None
+        for attempt in (1, 2):
+            try:
+                if not self.alive():
+                    self.start()
+                self.await_ready()
+                write_frame(self._pipes()[0], request, payload)
+                first = read_frame(self._pipes()[1])
+                break
+            except (BrokenPipeError, EOFError):  # died since the last round: replace once
+                self.kill()
+                if attempt == 2:
+                    raise
+        stdout = self._pipes()[1]
+        outcomes = []
+        for _ in clients:
+            if first is not None:
+                (header, body), first = first, None
+            else:
+                header, body = read_frame(stdout)
+            client_id = str(header.get("client_id"))
+            seconds = float(header.get("seconds", 0.0))
+            if "error" in header:
                 outcomes.append(
                     FitOutcome(
-                        client_id, res, seconds=seconds, bytes_up=len(body), bytes_down=len(payload)
+                        client_id,
+                        None,
+                        str(header["error"]),
+                        seconds=seconds,
+                        bytes_down=len(payload),
                     )
                 )
-            return outcomes
+                continue
+            try:
+                params = decode_parameters(body, field=f"update from {client_id}")
+            except InvalidInput as err:
+                outcomes.append(
+                    FitOutcome(
+                        client_id,
+                        None,
+                        err.message,
+                        seconds=seconds,
+                        bytes_up=len(body),
+                        bytes_down=len(payload),
+                    )
+                )
+                continue
+            res = FitRes(
+                params,
+                int(header.get("num_examples", 0)),
+                {k: float(v) for k, v in dict(header.get("metrics", {})).items()},
+                round_num=int(header.get("round", -1)),
+            )
+            outcomes.append(
+                FitOutcome(
+                    client_id, res, seconds=seconds, bytes_up=len(body), bytes_down=len(payload)
+                )
+            )
+        return outcomes
 
 
 class LocalBackend:

@@ -118,10 +118,8 @@ def serve(stdin: Any, stdout: Any) -> None:
             )
             continue
         params = decode_parameters(payload)
-        round_num, shared = int(header["round"]), dict(header.get("config", {}))
-        own = header.get("client_config") or {}
+        ins = FitIns(int(header["round"]), params, dict(header.get("config", {})))
         for client_id in header["clients"]:
-            ins = FitIns(round_num, params, dict(own.get(client_id, shared)))
             write_frame(stdout, *host.fit(client_id, ins))
 
 
