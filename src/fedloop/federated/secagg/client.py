@@ -67,6 +67,8 @@ class SecAggClient:
         self._neighbours: frozenset[str] = frozenset()
         # Shares this client holds, by owner: (share of self-mask seed, share of mask key).
         self._held: dict[str, tuple[bytes, bytes]] = {}
+        # Share-sealing key per peer (X25519 is symmetric: one key both ways).
+        self._boxes: dict[str, bytes] = {}
 
     def advertise(self) -> AdvertiseKeys:
         """Round 0: publish the two public keys.
@@ -126,6 +128,7 @@ class SecAggClient:
             box = keys.derive_shared_key(
                 self._cipher_key, peer, info=keys.SHARE_KEY_INFO, salt=roster.session.encode()
             )
+            self._boxes[member] = box  # the same key opens what this peer seals for us
             sealed.append(
                 seal_share(
                     box,
@@ -346,9 +349,13 @@ class SecAggClient:
                 )
             if share.sender in held:
                 raise InvalidInput(f"`{field}` is repeated.", field=field)
-            peer = keys.load_public_key(self._member(share.sender).cipher_public_key, field=field)
-            box = keys.derive_shared_key(
-                self._cipher_key, peer, info=keys.SHARE_KEY_INFO, salt=salt
-            )
+            box = self._boxes.get(share.sender)
+            if box is None:
+                peer = keys.load_public_key(
+                    self._member(share.sender).cipher_public_key, field=field
+                )
+                box = keys.derive_shared_key(
+                    self._cipher_key, peer, info=keys.SHARE_KEY_INFO, salt=salt
+                )
             held[share.sender] = open_share(box, share, session=roster.session)
         return held
