@@ -957,6 +957,20 @@ def test_finishing_run_writes_audit_event(store: SqlMetadataStore, run: Run) -> 
     assert event.subject == f"run:{run.id}"
 
 
+def test_latest_event_seq_is_the_newest_event(store: SqlMetadataStore) -> None:
+    """latest_event_seq names the newest event (what readers page backwards from)."""
+    # Arrange
+    before = store.latest_event_seq()
+
+    # Act
+    first = store.append_event("test.one", "item:1")
+    second = store.append_event("test.two", "item:2")
+
+    # Assert
+    assert before < first.seq < second.seq
+    assert store.latest_event_seq() == second.seq
+
+
 def test_verify_audit_accepts_untouched_chain(
     store: SqlMetadataStore, project: Project, run: Run
 ) -> None:

@@ -111,6 +111,7 @@ def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
     )
     try:
         control = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "control plane at")).group(0)  # type: ignore[union-attr]
+        dashboard_line = _line(proc, "dashboard at")
         serving = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "inference server at")).group(0)  # type: ignore[union-attr]
 
         # Act
@@ -152,6 +153,8 @@ def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
                     },
                 )
                 windows = http.get(f"{control}/v1/monitor/models/fraud/windows").json()["windows"]
+            # The dashboard is served by the control plane and reads the inference server.
+            deployments = http.get(f"{control}/ui/deployments")
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)
     finally:
@@ -164,6 +167,9 @@ def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
     # Assert
     assert state == "promoted"
     assert windows  # the server's payload log reached the control plane's monitor
+    assert f"{control}/ui/" in dashboard_line
+    assert deployments.status_code == 200
+    assert 'id="serving-table"' in deployments.text  # latency and errors per served version
     assert code == 130
     with open_workspace(config) as ws:
         champion = ws.metadata.find_alias("fraud", CHAMPION)

@@ -1,4 +1,4 @@
-"""The control plane's app: monitor ingest, the closed loop's actions, the controller as a task."""
+"""The control plane's app: monitor ingest, the closed loop's actions, the controller, the dashboard."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from fedloop.api.auth import SERVING_KEY_ENV, Access, actor, guarded
 from fedloop.api.credentials import credential_routes
@@ -29,6 +29,7 @@ from fedloop.automation import Controller
 from fedloop.core import FedloopConfig, FedloopError, InvalidInput
 from fedloop.monitoring import Monitor, WebhookSink
 from fedloop.store import StoreAuthenticator
+from fedloop.ui import DASHBOARD_PREFIX, create_dashboard
 
 __all__ = [
     "CONTROL_CONFIG_ENV",
@@ -54,16 +55,18 @@ def create_control_app(
     max_body_bytes: int = 64 * 1024 * 1024,
     run_controller: bool = True,
     access: Access | None = None,
+    dashboard: bool = True,
 ) -> Starlette:
-    """Return the control plane: the monitor's routes, the loop's actions, the controller.
+    """Return the control plane: the monitor's routes, the loop's actions, the controller, the dashboard.
 
     Routes, with the least role each needs when API keys are required:
     :func:`fedloop.api.monitor.monitor_routes` (ingest: ``client``; windows: ``viewer``),
     ``GET /v1/loop/actions`` (``?model=&policy=&open=1&limit=``; ``viewer``),
     ``POST /v1/loop/policies/{name}/trigger`` (a manual trigger; body ``{"reason": "..."}``
     optional; ``operator``), :func:`fedloop.api.credentials.credential_routes` (``admin``),
-    ``GET /metrics`` (the monitor's gauges; ``viewer``) and ``GET /health/live`` (open).
-    On startup the controller runs in a thread, ticking every ``automation.tick_s``; on
+    ``GET /metrics`` (the monitor's gauges; ``viewer``), ``GET /health/live`` (open), and
+    the dashboard under ``/ui/`` (:func:`fedloop.ui.create_dashboard`: pages need a login
+    with a ``viewer`` key when keys are required; ``GET /`` redirects there). On startup the controller runs in a thread, ticking every ``automation.tick_s``; on
     shutdown it stops and the monitor flushes its open windows.
 
     Parameters
@@ -79,6 +82,8 @@ def create_control_app(
     access : Access or None
         Who may call which route (None: anyone, for an app embedded in a process such as
         ``fedloop demo``'s).
+    dashboard : bool, default True
+        Serve the dashboard (its deployments page reads ``controller.serving_url``).
 
     Returns
     -------
@@ -125,6 +130,24 @@ def create_control_app(
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(monitor.metrics.registry), media_type=PROMETHEUS)
 
+    async def home(request: Request) -> Response:
+        return RedirectResponse(f"{DASHBOARD_PREFIX}/runs", status_code=303)
+
+    ui = []
+    if dashboard:
+        ui = [
+            Route("/", home, methods=["GET"]),
+            Mount(
+                DASHBOARD_PREFIX,
+                app=create_dashboard(
+                    monitor.ws,
+                    access=access,
+                    serving_url=controller.serving_url,
+                    controller=controller,
+                ),
+            ),
+        ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = threading.Event()
@@ -155,6 +178,7 @@ def create_control_app(
             *credential_routes(metadata, access),
             Route("/metrics", guarded(access, "viewer", metrics), methods=["GET"]),
             Route("/health/live", live, methods=["GET"]),
+            *ui,
         ],
         lifespan=lifespan,
     )

@@ -1,7 +1,7 @@
 """Policies and the controller that reconciles desired and actual state (issue 6).
 
 The policy helpers are light (config only); the controller, which opens the registry and the
-store, is imported on first use.
+store, and the reading of an inference server's metrics are imported on first use.
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ from fedloop.core import lazy_exports as _lazy_exports
 __all__ = [
     "Controller",
     "Decision",
+    "ServingStats",
     "Trainer",
     "TrainingRequest",
     "TrainingResult",
     "TriggerKind",
+    "VersionTraffic",
     "check_trainer_path",
     "find_policy",
     "get_policy",
     "improvement",
     "load_policies",
+    "parse_serving_stats",
+    "read_serving_stats",
     "trainer_callable",
     "trigger_kinds",
     "trigger_policy",
@@ -46,19 +50,37 @@ if _typing.TYPE_CHECKING:
         TrainingResult,
         trigger_policy,
     )
+    from fedloop.automation.traffic import (
+        ServingStats,
+        VersionTraffic,
+        parse_serving_stats,
+        read_serving_stats,
+    )
 
 _CONTROLLER = "fedloop.automation.controller"
+_TRAFFIC = "fedloop.automation.traffic"
 __getattr__ = _lazy_exports(
     __name__,
     {
-        name: _CONTROLLER
-        for name in (
-            "Controller",
-            "Decision",
-            "Trainer",
-            "TrainingRequest",
-            "TrainingResult",
-            "trigger_policy",
-        )
+        **{
+            name: _CONTROLLER
+            for name in (
+                "Controller",
+                "Decision",
+                "Trainer",
+                "TrainingRequest",
+                "TrainingResult",
+                "trigger_policy",
+            )
+        },
+        **{
+            name: _TRAFFIC
+            for name in (
+                "ServingStats",
+                "VersionTraffic",
+                "parse_serving_stats",
+                "read_serving_stats",
+            )
+        },
     },
 )

@@ -27,6 +27,7 @@ from fedloop.cli import (  # noqa: F401 - federated_net/_client add `federated s
     serve,
     store,
     train,
+    ui,
     up,
 )
 from fedloop.cli._context import state, stderr
@@ -53,6 +54,7 @@ federated.app.add_typer(federated_tokens.app, name="tokens")
 app.command("serve")(serve.serve)
 app.command("up")(up.up)
 app.command("train")(train.train)
+app.command("ui")(ui.ui)
 
 #: Scenario flows, imported by name only when run (the scenarios layer sits above the CLI).
 SCENARIOS = {

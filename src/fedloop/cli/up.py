@@ -216,6 +216,10 @@ def up(
         f"policies: {', '.join(policies) or 'none'}"
     )
     stderr.print(
+        f"fedloop up: dashboard at {control_url}/ui/"
+        + (" (log in with an API key of role viewer or above)" if keys_needed else "")
+    )
+    stderr.print(
         "fedloop up: API keys required (fedloop keys create --role R NAME)"
         if keys_needed
         else f"fedloop up: API open on loopback (api.auth = {config.api.auth}"

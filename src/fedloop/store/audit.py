@@ -21,6 +21,7 @@ __all__ = [
     "AuditReport",
     "append_event",
     "event_hash",
+    "latest_seq",
     "list_events",
     "verify_chain",
 ]
@@ -205,6 +206,23 @@ def list_events(
         query = query.where(events.c.subject == subject)
     with engine.connect() as conn:
         return [_to_event(row) for row in conn.execute(query)]
+
+
+def latest_seq(engine: Engine) -> int:
+    """Return the sequence number of the newest event (0 when the log is empty).
+
+    Parameters
+    ----------
+    engine : Engine
+        The store's engine.
+
+    Returns
+    -------
+    int
+        The largest ``seq`` stored (readers page backwards from it).
+    """
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)

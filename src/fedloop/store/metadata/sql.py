@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from fedloop.core import Clock, ProjectId, RunId, SystemClock
-from fedloop.store.audit import AuditReport, append_event, list_events, verify_chain
+from fedloop.store.audit import AuditReport, append_event, latest_seq, list_events, verify_chain
 from fedloop.store.metadata._automation import AutomationMixin
 from fedloop.store.metadata._credentials import CredentialsMixin
 from fedloop.store.metadata._models import ModelsMixin
@@ -154,6 +154,10 @@ class SqlMetadataStore(AutomationMixin, ModelsMixin, CredentialsMixin):
         return list_events(
             self.engine, kind=kind, subject=subject, after_seq=after_seq, limit=limit
         )
+
+    def latest_event_seq(self) -> int:
+        """Return the sequence number of the newest audit event (0 when there is none)."""
+        return latest_seq(self.engine)
 
     def verify_audit(self) -> AuditReport:
         """Recompute the audit chain and report the first broken event, if any."""
