@@ -328,6 +328,7 @@ def _live(
                 f"2. Serving {MODEL}@champion at {serving_url}; monitor and controller at "
                 f"{control_url} (policy fraud-drift: retrain on drift, canary 20% -> 50% -> 100%)."
             )
+            out.print(f"   Dashboard (while the demo runs): {control_url}/ui/")
             live = _Traffic(serving_url, world, rate_per_s=rate, label_delay_s=1.0)
             live.start()
             try:
