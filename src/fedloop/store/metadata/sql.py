@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 
 from fedloop.core import Clock, ProjectId, RunId, SystemClock
 from fedloop.store.audit import AuditReport, append_event, latest_seq, list_events, verify_chain
+from fedloop.store.metadata._aliases import AliasesMixin
 from fedloop.store.metadata._automation import AutomationMixin
 from fedloop.store.metadata._credentials import CredentialsMixin
-from fedloop.store.metadata._models import ModelsMixin
 from fedloop.store.metadata.engine import create_store_engine, current_revision, migrate
 from fedloop.store.metadata.records import AuditEvent, Project, Run
 
@@ -49,7 +49,7 @@ class MetadataStore(Protocol):
         ...
 
 
-class SqlMetadataStore(AutomationMixin, ModelsMixin, CredentialsMixin):
+class SqlMetadataStore(AutomationMixin, AliasesMixin, CredentialsMixin):
     """The metadata store: projects, data sets, runs, metrics, models, deployments, events, keys.
 
     Parameters
