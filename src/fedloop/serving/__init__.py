@@ -1,12 +1,13 @@
 """The inference server: routing between versions, batching, validation, metrics, payload log."""
 
-from fedloop.serving.app import ServingState, create_app, read_body
+from fedloop.serving.app import create_app
 from fedloop.serving.batching import AdaptiveBatcher
 from fedloop.serving.metrics import ServingMetrics
 from fedloop.serving.payload_log import PayloadLog
 from fedloop.serving.router import Deployment, Router, Routes, Target
 from fedloop.serving.runtime import ModelRuntime, load_runtime
 from fedloop.serving.schema import InferRequest
+from fedloop.serving.state import ServingState, read_body
 
 __all__ = [
     "AdaptiveBatcher",
