@@ -42,37 +42,22 @@ __all__ = [
 ]
 
 if _typing.TYPE_CHECKING:
-    from fedloop.automation.controller import (
-        Controller,
-        Decision,
-        Trainer,
-        TrainingRequest,
-        TrainingResult,
-        trigger_policy,
-    )
+    from fedloop.automation.controller import Controller, Decision, trigger_policy
     from fedloop.automation.traffic import (
         ServingStats,
         VersionTraffic,
         parse_serving_stats,
         read_serving_stats,
     )
+    from fedloop.automation.training import Trainer, TrainingRequest, TrainingResult
 
 _CONTROLLER = "fedloop.automation.controller"
 _TRAFFIC = "fedloop.automation.traffic"
+_TRAINING = "fedloop.automation.training"
 __getattr__ = _lazy_exports(
     __name__,
     {
-        **{
-            name: _CONTROLLER
-            for name in (
-                "Controller",
-                "Decision",
-                "Trainer",
-                "TrainingRequest",
-                "TrainingResult",
-                "trigger_policy",
-            )
-        },
+        **{name: _CONTROLLER for name in ("Controller", "Decision", "trigger_policy")},
         **{
             name: _TRAFFIC
             for name in (
@@ -82,5 +67,6 @@ __getattr__ = _lazy_exports(
                 "read_serving_stats",
             )
         },
+        **{name: _TRAINING for name in ("Trainer", "TrainingRequest", "TrainingResult")},
     },
 )
