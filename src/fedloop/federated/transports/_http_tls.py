@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from fedloop.core import ConfigError, Conflict, FedloopWarning, InvalidInput
+from fedloop.core import ConfigError, Conflict, FedloopWarning, InvalidInput, is_loopback_host
 from fedloop.federated.transports.certs import issue_certificate, make_ca, write_pem_files
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "PEER_CERT_STATE",
     "ServerTls",
     "ensure_dev_certificate",
-    "is_loopback",
     "peer_identities",
     "plan_tls",
 ]
@@ -60,16 +59,6 @@ class ServerTls:
     keyfile: Path | None
     client_ca: Path | None = None
     ca_file: Path | None = None
-
-
-def is_loopback(host: str) -> bool:
-    """Return whether ``host`` names a loopback interface only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def plan_tls(
@@ -119,7 +108,7 @@ def plan_tls(
                 field="tls",
                 hint="Drop --insecure-plaintext, or drop --tls-cert/--client-ca/--tls-san.",
             )
-        if not is_loopback(host):
+        if not is_loopback_host(host):
             message = (
                 f"serving clear text on {host!r}: bearer tokens and weights cross the network "
                 "unencrypted unless a proxy in front of this coordinator terminates TLS."
@@ -128,7 +117,7 @@ def plan_tls(
             warnings.warn(message, FedloopWarning, stacklevel=3)
         return None
     wanted = tls or certfile is not None or client_ca is not None or bool(tls_sans)
-    if not (wanted or not is_loopback(host)):
+    if not (wanted or not is_loopback_host(host)):
         return None
     trusted = _check_client_ca(Path(client_ca)) if client_ca is not None else None
     if certfile is not None:
