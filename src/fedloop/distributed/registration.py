@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from fedloop.core import DatasetId, Signature
 from fedloop.distributed.training import DataParallelResult
-from fedloop.registry import CHAMPION, ModelRegistry
+from fedloop.registry import ModelRegistry
 from fedloop.store import Contributor, ModelVersion, Workspace
 
 __all__ = ["register_data_parallel_model", "worker_contributors"]
@@ -132,9 +132,4 @@ def register_data_parallel_model(
         description=description,
         actor=actor,
     )
-    if ws.metadata.find_alias(name, CHAMPION) is None:
-        registry.promote(
-            name, mv.version, alias=CHAMPION, actor=actor, reason="first data-parallel model"
-        )
-        mv = ws.metadata.get_model_version(name, mv.version)
-    return mv
+    return registry.champion_if_first(mv, actor=actor, reason="first data-parallel model")

@@ -9,7 +9,7 @@ from typing import Any
 from fedloop.core import DatasetId, Parameters, RunId, Signature, decode_parameters
 from fedloop.federated.privacy import privacy_record
 from fedloop.learn import DataProfile
-from fedloop.registry import CHAMPION, ModelRegistry
+from fedloop.registry import ModelRegistry
 from fedloop.store import Contributor, ModelVersion, SqlMetadataStore, Workspace
 
 __all__ = ["register_federated_model"]
@@ -163,9 +163,4 @@ def register_federated_model(
     )
     if profile is not None:
         registry.attach_profile(mv, profile, source="federated", actor=actor)
-    if ws.metadata.find_alias(name, CHAMPION) is None:
-        registry.promote(
-            name, mv.version, alias=CHAMPION, actor=actor, reason="first federated model"
-        )
-        mv = ws.metadata.get_model_version(name, mv.version)
-    return mv
+    return registry.champion_if_first(mv, actor=actor, reason="first federated model")

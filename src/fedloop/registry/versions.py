@@ -325,6 +325,23 @@ class ModelRegistry:
             self.metadata, name, version, alias=alias, actor=actor, reason=reason
         )
 
+    def champion_if_first(self, version: ModelVersion, *, actor: str, reason: str) -> ModelVersion:
+        """Make ``version`` its model's champion when the model has none yet.
+
+        What a training flow does with the first model it registers: later versions are
+        challengers until a gate (or a person) promotes them.
+
+        Returns
+        -------
+        ModelVersion
+            The version as stored now (with the champion alias when it was set).
+        """
+        name = version.model_name
+        if self.metadata.find_alias(name, _aliases.CHAMPION) is not None:
+            return version
+        self.promote(name, version.version, alias=_aliases.CHAMPION, actor=actor, reason=reason)
+        return self.metadata.get_model_version(name, version.version)
+
     def rollback(
         self, name: str, *, alias: str = _aliases.CHAMPION, actor: str = "system", reason: str = ""
     ) -> AliasChange:

@@ -331,3 +331,19 @@ def test_rollback_only_touches_its_alias(model: ModelRegistry) -> None:
 
     # Assert
     assert (model.get("m@champion").version, model.get("m@challenger").version) == (1, 3)
+
+
+def test_champion_if_first_promotes_only_when_the_model_has_no_champion(
+    model: ModelRegistry,
+) -> None:
+    """The first call sets the champion with its reason; a later version is left a challenger."""
+    # Act
+    first = model.champion_if_first(model.get("m:1"), actor="trainer", reason="first model")
+    later = model.champion_if_first(model.get("m:2"), actor="trainer", reason="first model")
+
+    # Assert
+    assert _champion(model) == 1
+    assert first.version == 1
+    assert later.version == 2
+    history = model.alias_history("m", CHAMPION)
+    assert [(h.to_version, h.actor, h.reason) for h in history] == [(1, "trainer", "first model")]
