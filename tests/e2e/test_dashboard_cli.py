@@ -12,24 +12,11 @@ from pathlib import Path
 
 import httpx
 
+from _processes import stderr_line, url_in
 from fedloop.core import resolve
 from fedloop.store import open_workspace
 
 FEDLOOP = Path(sys.executable).with_name("fedloop")
-
-
-def _url(proc: subprocess.Popen[str], timeout_s: float = 60) -> str:
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if "dashboard at" in line:
-            found = re.search(r"http://[0-9.]+:[0-9]+", line)
-            assert found, line
-            return found.group(0)
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError("fedloop ui printed no dashboard URL")
 
 
 def _ready(http: httpx.Client, timeout_s: float = 60) -> httpx.Response:
@@ -59,7 +46,7 @@ def test_fedloop_ui_serves_the_dashboard_behind_a_login(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        url = _url(proc)
+        url = url_in(stderr_line(proc, "dashboard at"))
 
         # Act
         with httpx.Client(base_url=url, timeout=10) as http:

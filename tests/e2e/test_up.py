@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import httpx
 import numpy as np
 
 from _graphs import NUM_FEATURES, make_graph
+from _processes import stderr_line, url_in
 from fedloop.core import resolve
 from fedloop.registry import CHAMPION, ModelRegistry
 from fedloop.store import open_workspace
@@ -77,18 +77,6 @@ step_min_s = 0.5
 """
 
 
-def _line(proc: subprocess.Popen[str], pattern: str, timeout_s: float = 60) -> str:
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if re.search(pattern, line):
-            return line
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"no line matching {pattern!r}")
-
-
 def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
     """Control plane + server start; traffic is monitored; a manual trigger ends promoted; SIGINT stops all."""
     # Arrange
@@ -110,9 +98,9 @@ def test_up_serves_monitors_and_closes_the_loop(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        control = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "control plane at")).group(0)  # type: ignore[union-attr]
-        dashboard_line = _line(proc, "dashboard at")
-        serving = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "inference server at")).group(0)  # type: ignore[union-attr]
+        control = url_in(stderr_line(proc, "control plane at"))
+        dashboard_line = stderr_line(proc, "dashboard at")
+        serving = url_in(stderr_line(proc, "inference server at"))
 
         # Act
         with httpx.Client(timeout=10) as http:
@@ -197,8 +185,8 @@ def _start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], 
         stderr=subprocess.PIPE,
         text=True,
     )
-    control = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "control plane at")).group(0)  # type: ignore[union-attr]
-    serving = re.search(r"http://[0-9.]+:[0-9]+", _line(proc, "inference server at")).group(0)  # type: ignore[union-attr]
+    control = url_in(stderr_line(proc, "control plane at"))
+    serving = url_in(stderr_line(proc, "inference server at"))
     return proc, control, serving
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import httpx
 import numpy as np
 
 from _graphs import NUM_FEATURES, make_graph
+from _processes import stderr_line, url_in
 from fedloop.core import resolve
 from fedloop.registry import CHAMPION, ModelRegistry
 from fedloop.store import open_workspace
@@ -45,24 +45,6 @@ trainer = "json:dumps"
 """
 
 
-def _line(proc: subprocess.Popen[str], pattern: str, timeout_s: float = 60) -> str:
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if re.search(pattern, line):
-            return line
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"no line matching {pattern!r}")
-
-
-def _url(line: str) -> str:
-    found = re.search(r"http://[0-9.]+:[0-9]+", line)
-    assert found is not None, line
-    return found.group(0)
-
-
 def test_up_with_keys_guards_its_routes_and_still_monitors_its_server(tmp_path: Path) -> None:
     """With keys in the store, calls need a key of the right role; the payload log gets in."""
     # Arrange
@@ -84,9 +66,9 @@ def test_up_with_keys_guards_its_routes_and_still_monitors_its_server(tmp_path: 
         text=True,
     )
     try:
-        control = _url(_line(proc, "control plane at"))
-        _line(proc, "API keys required")
-        serving = _url(_line(proc, "inference server at"))
+        control = url_in(stderr_line(proc, "control plane at"))
+        stderr_line(proc, "API keys required")
+        serving = url_in(stderr_line(proc, "inference server at"))
         rows = np.random.default_rng(1).normal(size=(5, NUM_FEATURES)).tolist()
 
         # Act
