@@ -101,15 +101,15 @@ class SecureRoundResult:
     metrics : dict
         ``secagg_*`` figures of the round: threshold, clients per stage, seconds of the
         key-exchange stages.
-    skipped_reason : str or None
-        Why the round has no sum.
+
+    When the round has no sum, the rows of the clients still in it say why (status
+    ``unused``, reason ``secure aggregation aborted: ...``).
     """
 
     total: SecureSum | None
     rows: list[FlClientRound]
     survivors: list[str]
     metrics: dict[str, float]
-    skipped_reason: str | None = None
 
 
 def _config_bytes(config: Mapping[str, Any]) -> int:
@@ -334,7 +334,7 @@ class _SecureRound:
         for client in self.clients.values():
             if client.status == "ok":
                 client.status, client.reason = "unused", f"secure aggregation aborted: {reason}"
-        return SecureRoundResult(None, self._rows(), [], dict(self.metrics), reason)
+        return SecureRoundResult(None, self._rows(), [], dict(self.metrics))
 
     def _rows(self) -> list[FlClientRound]:
         return [
